@@ -1,0 +1,221 @@
+import math
+
+import pytest
+import torch
+
+from modeling_dac import DacConfig, DacModel
+
+SMALL = dict(encoder_hidden_size=4, decoder_hidden_size=32, n_codebooks=6, codebook_size=64)
+
+
+def small_model(**overrides) -> DacModel:
+    torch.manual_seed(0)
+    return DacModel(DacConfig(**{**SMALL, **overrides})).eval()
+
+
+@pytest.mark.parametrize(
+    "ratios, sampling_rate",
+    [([2, 4, 8, 8], 44100), ([2, 4, 5, 8], 24000), ([2, 4, 5, 8], 16000), ([3, 5], 8000), ([2, 3], 8000)],
+)
+@torch.no_grad()
+def test_decode_returns_frames_times_hop_for_every_config(ratios, sampling_rate):
+    model = small_model(downsampling_ratios=ratios, sampling_rate=sampling_rate)
+    hop = model.config.hop_length
+    for frames in (1, 2, 7):
+        codes = torch.randint(0, 64, (2, 3, frames))
+        assert model.decode(audio_codes=codes).audio_values.shape == (2, 1, frames * hop)
+        latent = torch.randn(1, model.config.hidden_size, frames)
+        assert model.decode(quantized_representation=latent).audio_values.shape == (1, 1, frames * hop)
+
+
+@torch.no_grad()
+def test_odd_stride_decoder_keeps_the_official_samples_and_pads_silence():
+    model = small_model(downsampling_ratios=[2, 5], sampling_rate=8000)
+    latent = torch.randn(1, model.config.hidden_size, 6)
+    official = model.decoder(latent)  # the official computation: 5 * L - 1 samples after the stride-5 block
+    assert official.shape[-1] == 6 * 10 - 2
+    ours = model.decode(quantized_representation=latent).audio_values
+    torch.testing.assert_close(ours[..., : official.shape[-1]], official, rtol=0, atol=0)
+    assert torch.all(ours[..., official.shape[-1] :] == 0)
+
+
+@torch.no_grad()
+def test_encode_shapes_and_padding_to_a_hop_multiple():
+    model = small_model()
+    audio = torch.randn(3, 1, 1000) * 0.3
+    output = model.encode(audio, n_quantizers=4)
+    assert output.audio_codes.shape == (3, 4, math.ceil(1000 / 512))
+    assert output.audio_codes.dtype == torch.int64
+    assert output.projected_latents.shape == (3, 4 * 8, 2)
+    assert output.quantized_representation.shape == (3, model.config.hidden_size, 2)
+    assert output.loss.ndim == 0 and output.commitment_loss.ndim == 0 and output.codebook_loss.ndim == 0
+    padded = torch.nn.functional.pad(audio, (0, 24))
+    torch.testing.assert_close(model.encode(padded, n_quantizers=4).audio_codes, output.audio_codes, rtol=0, atol=0)
+
+
+@torch.no_grad()
+def test_fewer_quantizers_are_a_prefix_of_more():
+    model = small_model()
+    audio = torch.randn(2, 1, 2048) * 0.3
+    every = model.encode(audio).audio_codes
+    for n in range(1, model.config.n_codebooks + 1):
+        torch.testing.assert_close(model.encode(audio, n_quantizers=n).audio_codes, every[:, :n], rtol=0, atol=0)
+
+
+@torch.no_grad()
+def test_decoding_codes_matches_decoding_the_quantized_representation():
+    model = small_model()
+    audio = torch.randn(2, 1, 2048) * 0.3
+    encoded = model.encode(audio, n_quantizers=3)
+    from_codes = model.decode(audio_codes=encoded.audio_codes).audio_values
+    from_latent = model.decode(encoded.quantized_representation).audio_values
+    torch.testing.assert_close(from_codes, from_latent, rtol=0, atol=1e-5)
+
+
+@torch.no_grad()
+def test_batch_equals_single_for_equal_lengths():
+    model = small_model()
+    audio = torch.randn(3, 1, 4096) * 0.3
+    batched = model(audio)
+    for index in range(3):
+        single = model(audio[index : index + 1])
+        torch.testing.assert_close(single.audio_codes, batched.audio_codes[index : index + 1], rtol=0, atol=0)
+        torch.testing.assert_close(single.audio_values, batched.audio_values[index : index + 1], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("n_quantizers", [0, -1, 7, 2.0, True, "3"])
+def test_invalid_n_quantizers_is_a_clear_error(n_quantizers):
+    model = small_model()
+    with pytest.raises(ValueError, match="n_quantizers"):
+        model.encode(torch.zeros(1, 1, 512), n_quantizers=n_quantizers)
+
+
+@pytest.mark.parametrize(
+    "audio, message",
+    [
+        (torch.zeros(2, 512), "shape"),
+        (torch.zeros(1, 2, 512), "shape"),
+        (torch.zeros(1, 1, 512, dtype=torch.int16), "float"),
+        (torch.zeros(1, 1, 0), "empty"),
+        (torch.tensor([[[0.0, float("nan")] * 256]]), "NaN"),
+        (torch.tensor([[[0.0, float("inf")] * 256]]), "NaN or Inf"),
+    ],
+)
+def test_bad_input_is_a_clear_error(audio, message):
+    with pytest.raises(ValueError, match=message):
+        small_model().encode(audio)
+
+
+def test_bad_codes_are_a_clear_error():
+    model = small_model()
+    with pytest.raises(ValueError, match="codebook_size"):
+        model.decode(audio_codes=torch.full((1, 2, 3), 64))
+    with pytest.raises(ValueError, match="n_codebooks"):
+        model.decode(audio_codes=torch.zeros(1, 7, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match="integer"):
+        model.decode(audio_codes=torch.zeros(1, 2, 3))
+    with pytest.raises(ValueError, match="either"):
+        model.decode()
+
+
+def test_encoded_length_and_codes_mask():
+    model = small_model()
+    assert model.get_encoded_length(1) == 1
+    assert model.get_encoded_length(512) == 1
+    assert model.get_encoded_length(513) == 2
+    torch.testing.assert_close(model.get_encoded_length(torch.tensor([0, 512, 1025])), torch.tensor([0, 1, 3]))
+    padding_mask = torch.zeros(3, 2048, dtype=torch.long)
+    padding_mask[0, :2048] = 1
+    padding_mask[1, :600] = 1
+    padding_mask[2, :1] = 1
+    expected = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0]])
+    torch.testing.assert_close(model.get_audio_codes_mask(padding_mask), expected)
+    output = model.encode(torch.randn(3, 1, 2048) * 0.1, padding_mask=padding_mask)
+    torch.testing.assert_close(output.audio_codes_mask, expected)
+
+
+def test_quantizer_dropout_in_training_follows_the_released_code():
+    model = small_model(quantizer_dropout=0.5)
+    model.train()
+    audio = torch.randn(4, 1, 1024) * 0.3
+    torch.manual_seed(3)
+    trained = model.encode(audio)
+    assert trained.audio_codes.shape[1] == model.config.n_codebooks  # n_quantizers is honoured in eval only
+    torch.manual_seed(3)
+    counts = torch.full((4,), model.config.n_codebooks)
+    counts[:2] = torch.randint(1, model.config.n_codebooks + 1, (4,))[:2]
+    with torch.no_grad():
+        latents = model.encoder(audio)
+        expected = 0
+        residual = latents
+        for index, quantizer in enumerate(model.quantizer.quantizers):
+            contribution = quantizer(residual)[0]
+            residual = residual - contribution
+            expected = expected + contribution * (index < counts)[:, None, None]
+    torch.testing.assert_close(trained.quantized_representation.detach(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_n_quantizers_caps_codebooks_in_training():
+    model = small_model(quantizer_dropout=0.0)
+    model.train()
+    audio = torch.randn(2, 1, 1024) * 0.3
+    capped = model.encode(audio, n_quantizers=2)
+    model.eval()
+    with torch.no_grad():
+        reference = model.encode(audio, n_quantizers=2)
+    torch.testing.assert_close(capped.quantized_representation.detach(), reference.quantized_representation)
+    assert capped.audio_codes.shape[1] == model.config.n_codebooks
+
+
+def test_losses_are_scalars_with_gradients():
+    model = small_model()
+    model.train()
+    output = model(torch.randn(2, 1, 1024) * 0.3)
+    expected = 0.25 * output.commitment_loss + 1.0 * output.codebook_loss
+    torch.testing.assert_close(output.loss, expected)
+    output.loss.backward()
+    assert model.quantizer.quantizers[0].codebook.weight.grad.abs().sum() > 0
+    assert model.encoder.conv1.weight.grad.abs().sum() > 0
+
+
+def test_weight_norm_round_trip_is_exact_enough_and_saves_folded(tmp_path):
+    model = small_model()
+    plain = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    audio = torch.randn(1, 1, 1024) * 0.3
+    with torch.no_grad():
+        before = model(audio).audio_values
+    model.apply_weight_norm()
+    assert model.has_weight_norm
+    conv = model.encoder.conv1
+    magnitude = conv.parametrizations.weight.original0
+    direction = conv.parametrizations.weight.original1
+    torch.testing.assert_close(direction, plain["encoder.conv1.weight"], rtol=0, atol=0)
+    torch.testing.assert_close(magnitude, plain["encoder.conv1.weight"].norm(dim=(1, 2), keepdim=True), rtol=0, atol=0)
+    with torch.no_grad():
+        torch.testing.assert_close(model(audio).audio_values, before, rtol=1e-5, atol=1e-6)
+    model.save_pretrained(tmp_path)
+    assert model.has_weight_norm  # saving does not change the model being trained
+    reloaded = DacModel.from_pretrained(tmp_path).eval()
+    assert not reloaded.has_weight_norm
+    assert set(reloaded.state_dict()) == set(plain)
+    for name, tensor in reloaded.state_dict().items():
+        torch.testing.assert_close(tensor, plain[name], rtol=1e-6, atol=1e-7)
+    model.remove_weight_norm()
+    assert not model.has_weight_norm and set(model.state_dict()) == set(plain)
+
+
+def test_transposed_convolution_weight_norm_is_over_input_channels():
+    model = small_model()
+    model.apply_weight_norm()
+    conv_t = model.decoder.block[0].conv_t1
+    assert conv_t.parametrizations.weight.original0.shape == (conv_t.in_channels, 1, 1)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    model = small_model(hidden_size=24)
+    model.save_pretrained(tmp_path)
+    reloaded = DacModel.from_pretrained(tmp_path).eval()
+    assert reloaded.config.hidden_size == 24
+    audio = torch.randn(1, 1, 1024) * 0.3
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(audio).audio_values, model(audio).audio_values, rtol=0, atol=0)
