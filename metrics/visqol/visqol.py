@@ -1,0 +1,55 @@
+"""ViSQOL as a local Hugging Face `evaluate` module (wraps modeling_dac.metrics.visqol; needs visqol-python)."""
+
+import datasets
+import evaluate
+import numpy as np
+from modeling_dac.metrics import visqol
+
+_DESCRIPTION = """
+ViSQOL v3 MOS-LQO (1 to 5, higher is better) computed with visqol-python. In "audio" mode (the DAC paper's
+setting) both signals are resampled to 48 kHz with soxr; "speech" mode resamples to 16 kHz.
+"""
+
+_KWARGS_DESCRIPTION = """
+Args:
+    predictions: list of 1-D float arrays, the reconstructed (or degraded) audio.
+    references: list of 1-D float arrays, the original audio (each of the same length as its prediction).
+    sampling_rate: int, sampling rate of both in Hz (required).
+    mode: "audio" (default) or "speech".
+Returns:
+    visqol: the mean over the pairs of their MOS-LQO.
+"""
+
+_CITATION = """
+@inproceedings{chinen2020visqol,
+  title={{ViSQOL} v3: An Open Source Production Ready Objective Speech and Audio Metric},
+  author={Chinen, Michael and Lim, Felicia S. C. and Skoglund, Jan and Gureev, Nikita and O'Gorman, Feargus and Hines, Andrew},
+  booktitle={International Conference on Quality of Multimedia Experience (QoMEX)},
+  year={2020}
+}
+"""
+
+
+@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
+class Visqol(evaluate.Metric):
+    def _info(self):
+        return evaluate.MetricInfo(
+            description=_DESCRIPTION,
+            citation=_CITATION,
+            inputs_description=_KWARGS_DESCRIPTION,
+            features=datasets.Features(
+                {
+                    "predictions": datasets.Sequence(datasets.Value("float32")),
+                    "references": datasets.Sequence(datasets.Value("float32")),
+                }
+            ),
+        )
+
+    def _compute(self, predictions, references, sampling_rate=None, mode="audio"):
+        if sampling_rate is None:
+            raise ValueError("visqol needs the audio's sampling_rate, e.g. compute(..., sampling_rate=44100).")
+        scores = [
+            visqol(np.asarray(reference), np.asarray(prediction), sampling_rate, mode=mode)
+            for reference, prediction in zip(references, predictions)
+        ]
+        return {"visqol": float(np.mean(scores))}
