@@ -56,7 +56,8 @@ _SLANEY_LOG_STEP = math.log(6.4) / 27.0
 
 
 def _hz_to_slaney_mel(frequencies: torch.Tensor) -> torch.Tensor:
-    log_part = _SLANEY_LOG_START_MEL + torch.log(frequencies.clamp(min=_SLANEY_LOG_START_HZ) / _SLANEY_LOG_START_HZ) / _SLANEY_LOG_STEP
+    log_ratio = torch.log(frequencies.clamp(min=_SLANEY_LOG_START_HZ) / _SLANEY_LOG_START_HZ)
+    log_part = _SLANEY_LOG_START_MEL + log_ratio / _SLANEY_LOG_STEP
     return torch.where(frequencies >= _SLANEY_LOG_START_HZ, log_part, frequencies / _SLANEY_HZ_PER_MEL)
 
 
@@ -366,7 +367,7 @@ def mel_distance(reference, estimate, sampling_rate: int) -> float | np.ndarray:
 
 
 def stft_distance(reference, estimate, sampling_rate: int) -> float | np.ndarray:
-    """Two-scale (2048, 512) log-magnitude + magnitude STFT distance of :class:`DacStftDistance` (lower is better).
+    """Two-scale (2048, 512) log-magnitude plus magnitude STFT distance of :class:`DacStftDistance` (lower is better).
 
     Windows are in samples, so the value does not depend on ``sampling_rate`` (taken for a uniform signature).
     Needs at least 1025 samples. Returns a float for `[T]` inputs, an array of shape `[B]` otherwise.
@@ -388,7 +389,8 @@ def si_sdr(reference, estimate, sampling_rate: int) -> float | np.ndarray:
     reference = reference - reference.mean(dim=-1, keepdim=True)
     estimate = estimate - estimate.mean(dim=-1, keepdim=True)
     eps = torch.finfo(torch.float64).eps
-    scale = ((estimate * reference).sum(dim=-1, keepdim=True) + eps) / (reference.square().sum(dim=-1, keepdim=True) + eps)
+    scale = (estimate * reference).sum(dim=-1, keepdim=True) + eps
+    scale = scale / (reference.square().sum(dim=-1, keepdim=True) + eps)
     target = scale * reference
     distortion = estimate - target
     ratio = (target.square().sum(dim=-1) + eps) / (distortion.square().sum(dim=-1) + eps)
@@ -438,7 +440,10 @@ def visqol(reference, estimate, sampling_rate: int, mode: str = "audio") -> floa
     api = _visqol_api(mode)
     target_rate = VISQOL_SAMPLING_RATES[mode]
     pairs, single = _numpy_pairs(reference, estimate, sampling_rate, target_rate)
-    scores = [api.measure_from_arrays(reference_item, estimate_item, target_rate).moslqo for reference_item, estimate_item in pairs]
+    scores = [
+        api.measure_from_arrays(reference_item, estimate_item, target_rate).moslqo
+        for reference_item, estimate_item in pairs
+    ]
     return _per_item_result(scores, single)
 
 
@@ -453,7 +458,10 @@ def pesq(reference, estimate, sampling_rate: int, mode: str = "wb") -> float | n
     sampling_rate = _check_sampling_rate(sampling_rate)
     pesq_package = _import_optional("pesq", "pesq", "pesq")
     pairs, single = _numpy_pairs(reference, estimate, sampling_rate, PESQ_SAMPLING_RATE)
-    scores = [pesq_package.pesq(PESQ_SAMPLING_RATE, reference_item, estimate_item, mode) for reference_item, estimate_item in pairs]
+    scores = [
+        pesq_package.pesq(PESQ_SAMPLING_RATE, reference_item, estimate_item, mode)
+        for reference_item, estimate_item in pairs
+    ]
     return _per_item_result(scores, single)
 
 
@@ -466,5 +474,8 @@ def stoi(reference, estimate, sampling_rate: int, extended: bool = False) -> flo
     sampling_rate = _check_sampling_rate(sampling_rate)
     pystoi = _import_optional("pystoi", "pystoi", "stoi")
     pairs, single = _numpy_pairs(reference, estimate, sampling_rate, None)
-    scores = [pystoi.stoi(reference_item, estimate_item, sampling_rate, extended=extended) for reference_item, estimate_item in pairs]
+    scores = [
+        pystoi.stoi(reference_item, estimate_item, sampling_rate, extended=extended)
+        for reference_item, estimate_item in pairs
+    ]
     return _per_item_result(scores, single)

@@ -270,20 +270,26 @@ def test_module_buffers_and_reduction():
 
 def speech_like(sampling_rate: int, seconds: float = 1.0) -> np.ndarray:
     time = np.arange(int(sampling_rate * seconds)) / sampling_rate
-    voiced = sum(amplitude * np.sin(2 * np.pi * frequency * time) for frequency, amplitude in ((150, 0.3), (300, 0.2), (1200, 0.1), (2500, 0.05)))
+    partials = ((150, 0.3), (300, 0.2), (1200, 0.1), (2500, 0.05))
+    voiced = sum(amplitude * np.sin(2 * np.pi * frequency * time) for frequency, amplitude in partials)
     return voiced * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * time)) ** 2
 
 
 @pytest.mark.parametrize(
-    "name, module_name, lowest, highest, margin",
-    [("visqol", "visqol", 4.5, 5.0, 0.5), ("pesq", "pesq", 4.5, 4.65, 0.5), ("stoi", "pystoi", 0.999, 1.0 + 1e-9, 0.05)],
+    "name, module_name, options, lowest, highest, margin",
+    [
+        ("visqol", "visqol", {"mode": "audio"}, 4.5, 5.0, 0.5),
+        ("visqol", "visqol", {"mode": "speech"}, 4.5, 5.0, 0.5),
+        ("pesq", "pesq", {"mode": "wb"}, 4.5, 4.65, 0.5),
+        ("stoi", "pystoi", {}, 0.999, 1.0 + 1e-9, 0.05),
+    ],
 )
-def test_perceptual_metrics_rank_clean_above_noisy(name, module_name, lowest, highest, margin):
+def test_perceptual_metrics_rank_clean_above_noisy(name, module_name, options, lowest, highest, margin):
     pytest.importorskip(module_name, reason=f"optional package for {name} not installed")
     function = getattr(metrics, name)
     clean = speech_like(16000)
     noisy = clean + 0.05 * np.random.default_rng(13).standard_normal(clean.shape)
-    scores = function(np.stack([clean, clean]), np.stack([clean, noisy]), 16000)
+    scores = function(np.stack([clean, clean]), np.stack([clean, noisy]), 16000, **options)
     assert scores.shape == (2,)
     assert lowest <= scores[0] <= highest
     assert scores[1] < scores[0] - margin
@@ -336,7 +342,7 @@ def test_evaluate_module_matches_function(name, options, required_module, tmp_pa
     predictions = [clean + 0.02 * np.sin(np.arange(len(clean)) * 0.3).astype(np.float32), 0.8 * clean[:20000]]
     result = metric.compute(predictions=predictions, references=references, sampling_rate=16000, **options)
     function = getattr(metrics, name)
-    expected = np.mean([function(reference, prediction, 16000, **options) for reference, prediction in zip(references, predictions)])
+    expected = np.mean([function(ref, pred, 16000, **options) for ref, pred in zip(references, predictions)])
     assert set(result) == {name}
     assert result[name] == pytest.approx(expected, rel=1e-6)
     with pytest.raises(ValueError, match="sampling_rate"):

@@ -22,7 +22,8 @@ Returns:
 
 _CITATION = """
 @inproceedings{rix2001pesq,
-  title={Perceptual Evaluation of Speech Quality ({PESQ}) -- a New Method for Speech Quality Assessment of Telephone Networks and Codecs},
+  title={Perceptual Evaluation of Speech Quality ({PESQ}) -- a New Method for Speech Quality Assessment of
+         Telephone Networks and Codecs},
   author={Rix, Antony W. and Beerends, John G. and Hollier, Michael P. and Hekstra, Andries P.},
   booktitle={IEEE International Conference on Acoustics, Speech and Signal Processing (ICASSP)},
   year={2001}

@@ -1,4 +1,4 @@
-"""STFT distance of the DAC paper as a local Hugging Face `evaluate` module (wraps modeling_dac.metrics.stft_distance)."""
+"""DAC's STFT distance as a local Hugging Face `evaluate` module (wraps modeling_dac.metrics.stft_distance)."""
 
 import datasets
 import evaluate

@@ -23,7 +23,8 @@ Returns:
 _CITATION = """
 @inproceedings{chinen2020visqol,
   title={{ViSQOL} v3: An Open Source Production Ready Objective Speech and Audio Metric},
-  author={Chinen, Michael and Lim, Felicia S. C. and Skoglund, Jan and Gureev, Nikita and O'Gorman, Feargus and Hines, Andrew},
+  author={Chinen, Michael and Lim, Felicia S. C. and Skoglund, Jan and Gureev, Nikita and O'Gorman, Feargus and
+          Hines, Andrew},
   booktitle={International Conference on Quality of Multimedia Experience (QoMEX)},
   year={2020}
 }
