@@ -13,6 +13,7 @@ import torch
 
 from .configuration_dac import DacConfig
 from .modeling_dac import DacModel
+from .weight_norm import fold_weight_norm
 
 __all__ = [
     "config_from_official_kwargs",
@@ -84,26 +85,18 @@ def _official_module_names(config: DacConfig) -> dict[str, str]:
 
 def convert_official_state_dict(state_dict: dict[str, torch.Tensor], config: DacConfig) -> dict[str, torch.Tensor]:
     """
-    Rename an official state dict to our layout and fold weight norm: `weight = g * v / ||v||`, computed with
-    the same kernel the official model runs at every forward (`torch._weight_norm`), so the plain weights are
-    bit-identical to what it uses. Unknown or missing keys raise a `ValueError` listing them.
+    Rename an official state dict to our layout and fold its weight norm (see `fold_weight_norm`).
+    Unknown or missing keys raise a `ValueError` listing them.
     """
     module_names = _official_module_names(config)
-    converted, unknown = {}, []
+    renamed, unknown = {}, []
     for key, tensor in state_dict.items():
         module, _, parameter = key.rpartition(".")
-        if module not in module_names or parameter not in ("weight_g", "weight_v", "weight", "bias", "alpha"):
+        if module in module_names and parameter in ("weight_g", "weight_v", "weight", "bias", "alpha"):
+            renamed[f"{module_names[module]}.{parameter}"] = tensor
+        else:
             unknown.append(key)
-            continue
-        target = module_names[module]
-        if parameter == "weight_g":
-            weight_v = state_dict.get(f"{module}.weight_v")
-            if weight_v is None:
-                unknown.append(key)
-                continue
-            converted[f"{target}.weight"] = torch._weight_norm(weight_v, tensor, 0)
-        elif parameter != "weight_v":
-            converted[f"{target}.{parameter}"] = tensor
+    converted = fold_weight_norm(renamed)
 
     with torch.device("meta"):
         expected = set(DacModel(config).state_dict())

@@ -17,9 +17,12 @@ from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 from transformers import PreTrainedModel
 from transformers import initialization as init
-from transformers.utils import ModelOutput
+from safetensors import safe_open
+from safetensors.torch import load_file
+from transformers.utils import ModelOutput, cached_file
 
 from .configuration_dac import DacConfig
+from .weight_norm import fold_weight_norm, has_weight_norm_keys
 
 __all__ = [
     "DacDecoderOutput",
@@ -391,11 +394,43 @@ class DacPreTrainedModel(PreTrainedModel):
                 state_dict[f"{module_name}.weight"] = self.get_submodule(module_name).weight.detach()
         return state_dict
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """
+        As [`~transformers.PreTrainedModel.from_pretrained`], also accepting checkpoints saved with weight norm
+        active (`weight_g`/`weight_v`, or parametrizations' `original0`/`original1`, as `transformers.DacModel`
+        writes after `apply_weight_norm()`): their weights are folded on load.
+        """
+        checkpoint = _single_safetensors_file(pretrained_model_name_or_path, kwargs)
+        if checkpoint is None:
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        with safe_open(checkpoint, framework="pt") as handle:
+            if not has_weight_norm_keys(handle.keys()):
+                return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        config = kwargs.pop("config", None) or cls.config_class.from_pretrained(pretrained_model_name_or_path)
+        model = cls(config, *model_args)
+        model.load_state_dict(fold_weight_norm(load_file(checkpoint)), strict=True)
+        return model.eval()
+
     def save_pretrained(self, save_directory, *args, **kwargs):
         """As [`~transformers.PreTrainedModel.save_pretrained`], always writing folded (plain) weights."""
         if self.has_weight_norm and kwargs.get("state_dict") is None:
             kwargs["state_dict"] = self.folded_state_dict()
         return super().save_pretrained(save_directory, *args, **kwargs)
+
+
+def _single_safetensors_file(name_or_path, kwargs: dict) -> str | None:
+    """Path of the `model.safetensors` of a local directory or cached hub repo, or None when there is none."""
+    hub_options = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder")
+    try:
+        return cached_file(
+            name_or_path,
+            "model.safetensors",
+            _raise_exceptions_for_missing_entries=False,
+            **{name: kwargs[name] for name in hub_options if name in kwargs},
+        )
+    except (OSError, ValueError):
+        return None
 
 
 class DacModel(DacPreTrainedModel):
