@@ -641,3 +641,21 @@ class DacModel(DacPreTrainedModel):
             audio_codes_mask=encoded.audio_codes_mask,
         )
         return output if return_dict else output.to_tuple()
+
+    def compress(self, audio, sampling_rate: int, **options):
+        """
+        Compress a recording of any length into a [`DacFile`]: audio `(channels, samples)` or `(samples,)` at
+        `sampling_rate`. Options and behaviour: [`modeling_dac.compression.compress`].
+        """
+        from .compression import compress
+
+        return compress(self, audio, sampling_rate, **options)
+
+    def decompress(self, dac_file, **options):
+        """
+        Audio `(channels, samples)` at the original sample rate from a [`DacFile`] (or a path to one).
+        Options and behaviour: [`modeling_dac.compression.decompress`].
+        """
+        from .compression import decompress
+
+        return decompress(self, dac_file, **options)
