@@ -5,10 +5,11 @@ with soxr and measured with pyloudnorm (ITU-R BS.1770, as the official DAC does)
 """
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from .atomic import atomic_write_path
 
 __all__ = [
     "AUDIO_EXTENSIONS",
@@ -67,15 +68,8 @@ def save_audio(path: str | os.PathLike, audio: np.ndarray, sampling_rate: int) -
     path = Path(path)
     audio = np.asarray(audio, dtype=np.float32)
     frames = audio[:, None] if audio.ndim == 1 else audio.T
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(handle)
-    try:
+    with atomic_write_path(path) as temporary:
         soundfile.write(temporary, frames, sampling_rate, format=path.suffix.lstrip(".").upper() or None)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def integrated_loudness(audio: np.ndarray, sampling_rate: int) -> float:

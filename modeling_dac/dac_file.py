@@ -31,7 +31,6 @@ import numbers
 import os
 import pickle
 import pickletools
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,8 @@ from typing import Any
 import numpy as np
 import safetensors.numpy
 from safetensors import SafetensorError, safe_open
+
+from .atomic import atomic_write_path
 
 __all__ = [
     "FINGERPRINT_FIELDS",
@@ -414,24 +415,8 @@ class DacFile:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    # os.open with O_EXCL (rather than mkstemp) so the new file gets the usual umask-derived permissions.
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    if os.name == "posix":  # make the rename itself durable
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+    with atomic_write_path(path) as temporary:
+        temporary.write_bytes(data)
 
 
 def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

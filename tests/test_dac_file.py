@@ -344,24 +344,13 @@ def test_failed_write_leaves_no_file(tmp_path, monkeypatch):
 def test_failure_half_way_through_the_bytes_keeps_the_old_file(tmp_path, monkeypatch):
     path = make_dac_file(random_codes(seed=1)).save(tmp_path / "clip.dac")
     old_bytes = path.read_bytes()
-    real_fdopen = os.fdopen
+    real_write_bytes = Path.write_bytes
 
-    class HalfWriter:
-        def __init__(self, file):
-            self.file = file
+    def half_write(self, data):
+        real_write_bytes(self, data[: len(data) // 2])
+        raise OSError("No space left on device")
 
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.file.close()
-
-        def write(self, data):
-            self.file.write(data[: len(data) // 2])
-            self.file.flush()
-            raise OSError("No space left on device")
-
-    monkeypatch.setattr(os, "fdopen", lambda *args, **kwargs: HalfWriter(real_fdopen(*args, **kwargs)))
+    monkeypatch.setattr(Path, "write_bytes", half_write)
     with pytest.raises(OSError, match="No space left"):
         make_dac_file(random_codes(seed=2)).save(path)
     assert list(tmp_path.iterdir()) == [path]
