@@ -93,6 +93,8 @@ class DacFeatureExtractor(SequenceFeatureExtractor):
             raise ValueError(f"`multichannel` must be 'fold' or 'mean', got {multichannel!r}.")
         if return_tensors not in ("pt", "np"):
             raise ValueError(f"`return_tensors` must be 'pt' or 'np', got {return_tensors!r}.")
+        if channel_axis not in (0, 1, -1, -2):
+            raise ValueError(f"`channel_axis` must be 0 or -1 (the axis of a 2-D clip), got {channel_axis!r}.")
         if sampling_rate is None:
             logger.warning(
                 f"No `sampling_rate` given to DacFeatureExtractor; assuming the model's {self.sampling_rate} Hz. "
@@ -128,7 +130,9 @@ class DacFeatureExtractor(SequenceFeatureExtractor):
     def _clip_channels(clip, index: int, channel_axis: int) -> np.ndarray:
         """One clip as float32 `(channels, samples)`, with the checks that name the offending clip."""
         if isinstance(clip, torch.Tensor):
-            clip = clip.detach().cpu().numpy()
+            clip = clip.detach().cpu()
+            # numpy has no bfloat16; every floating tensor becomes float32 anyway.
+            clip = (clip.float() if clip.is_floating_point() else clip).numpy()
         try:
             clip = audio.to_float_audio(np.asarray(clip))
         except ValueError as error:

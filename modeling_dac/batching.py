@@ -1,0 +1,102 @@
+"""Padded batches: which code frames of a right-padded batch are exact, and cropping outputs per item.
+
+A clip encoded inside a right-padded batch starts exactly as it does alone, so its codes can only differ near
+its end, where the encoder's convolutions see the batch's padding instead of their own zero padding. The
+receptive field of the encoder, computed from the config, says how far that reaches: docs/batching.md.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .configuration_dac import DacConfig
+
+__all__ = ["DacReceptiveField", "encoder_receptive_field", "unpad"]
+
+
+@dataclass(frozen=True)
+class DacReceptiveField:
+    r"""
+    The input samples one code frame depends on: frame `f` covers samples `[f * hop_length, (f + 1) * hop_length)`
+    and its code depends on samples `f * hop_length - left` to `(f + 1) * hop_length - 1 + right` (inclusive).
+
+    Args:
+        left (`int`): samples before the frame's own hop window that reach its code.
+        right (`int`): samples after the frame's own hop window that reach its code.
+        hop_length (`int`): samples per code frame.
+    """
+
+    left: int
+    right: int
+    hop_length: int
+
+    @property
+    def size(self) -> int:
+        """Samples one code depends on in all."""
+        return self.left + self.hop_length + self.right
+
+    def exact_frames(self, length: int) -> int:
+        """
+        How many leading frames of a clip of `length` samples have their whole receptive field inside the clip
+        on the right (`(f + 1) * hop_length - 1 + right < length`): those frames get the same code in a
+        right-padded batch as when the clip is encoded alone. The left side never matters, since a clip starts
+        the same way in both cases.
+        """
+        if length < 0:
+            raise ValueError(f"`length` must be >= 0, got {length}.")
+        return max(0, (length - self.right) // self.hop_length)
+
+
+def encoder_receptive_field(config: DacConfig) -> DacReceptiveField:
+    """
+    The receptive field of one code frame, traced through the encoder's convolutions (kernel, stride, dilation
+    and padding as the model builds them from `config`; the residual branches' identity paths lie inside their
+    convolutions' span). For the released 44.1 kHz models it is 3,733 samples on each side of the 512-sample
+    hop window; for the 16 and 24 kHz models, 2,501 left and 2,493 right of the 320-sample window.
+    """
+    from .modeling_dac import DacEncoder
+
+    with torch.device("meta"):  # only the layer shapes are needed: no memory, no initialisation
+        encoder = DacEncoder(config)
+    convolutions = [module for module in encoder.modules() if isinstance(module, nn.Conv1d)]
+    # Walk back from one latent frame at position 0: the input span of outputs [first, last] is
+    # [first * stride - padding, last * stride - padding + (kernel - 1) * dilation].
+    first = last = 0
+    for convolution in reversed(convolutions):
+        (kernel,), (stride,), (dilation,), (padding,) = (
+            convolution.kernel_size,
+            convolution.stride,
+            convolution.dilation,
+            convolution.padding,
+        )
+        first = first * stride - padding
+        last = last * stride - padding + (kernel - 1) * dilation
+    return DacReceptiveField(left=-first, right=last - (config.hop_length - 1), hop_length=config.hop_length)
+
+
+def unpad(values, mask) -> list:
+    r"""
+    Split a right-padded batch into its items, each cropped on the last axis to its length in `mask`.
+
+    Works for audio and codes alike: `unpad(audio_values, padding_mask)` with `audio_values`
+    `(batch, 1, samples)` and `padding_mask` `(batch, samples)` gives `(1, length_i)` items;
+    `unpad(audio_codes, audio_codes_mask)` with codes `(batch, n_quantizers, frames)` and the frame mask
+    `(batch, frames)` gives `(n_quantizers, frames_i)` items. Torch tensors or numpy arrays; items are views
+    of the same kind. A folded multichannel clip is several consecutive items (see docs/feature_extractor.md).
+
+    Args:
+        values (`torch.Tensor` or `np.ndarray` of shape `(batch, ..., length)`): the padded batch.
+        mask (`torch.Tensor` or `np.ndarray` of shape `(batch, length)`): 1 for real positions, then 0 for
+            padding, in each row.
+    """
+    mask = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
+    if mask.ndim != 2 or values.ndim < 2 or mask.shape != (values.shape[0], values.shape[-1]):
+        raise ValueError(
+            f"`mask` must have shape (batch, length) = ({values.shape[0]}, {values.shape[-1]}) for values of shape "
+            f"{tuple(values.shape)}, got {tuple(mask.shape)}."
+        )
+    if not np.isin(mask, (0, 1)).all() or (mask[:, 1:] > mask[:, :-1]).any():
+        raise ValueError("`mask` must be right-padded: in each row, ones (real positions) followed by zeros.")
+    return [item[..., :length] for item, length in zip(values, mask.sum(-1).tolist())]
