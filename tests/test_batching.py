@@ -7,6 +7,8 @@ import torch
 from modeling_dac import DacConfig, DacFeatureExtractor, DacModel
 from modeling_dac.batching import DacReceptiveField, encoder_receptive_field, unpad
 
+from docs_examples import REPO, run_markdown_examples
+
 
 @pytest.fixture(scope="module")
 def tiny_model():
@@ -70,6 +72,18 @@ def test_codes_in_a_padded_batch_equal_codes_alone_where_the_receptive_field_is_
 
 
 @torch.no_grad()
+def test_clips_with_the_batch_frame_count_are_exact_in_every_frame(tiny_model):
+    hop = tiny_model.config.hop_length
+    lengths = [9 * hop + 1, 9 * hop + 150, 10 * hop]  # all 10 frames: padded to the same 3200 samples
+    torch.manual_seed(3)
+    clips = [torch.randn(length) * 0.2 for length in lengths]
+    extractor = DacFeatureExtractor.from_model_config(tiny_model.config)
+    batch = tiny_model.encode(**extractor(clips, sampling_rate=tiny_model.config.sampling_rate))
+    for clip, codes in zip(clips, batch.audio_codes):
+        torch.testing.assert_close(codes, tiny_model.encode(clip[None, None]).audio_codes[0], rtol=0, atol=0)
+
+
+@torch.no_grad()
 def test_padding_reaches_frames_past_the_rule(tiny_model):
     """
     The rule is not vacuous: padding after a clip changes the encoder latent of its last frame, while the
@@ -124,3 +138,8 @@ def test_unpad_numpy_and_views():
 def test_unpad_rejects_bad_masks(mask, message):
     with pytest.raises(ValueError, match=message):
         unpad(np.zeros((2, 3, 4)), mask)
+
+
+def test_documentation_examples_run(monkeypatch):
+    monkeypatch.chdir(REPO)
+    run_markdown_examples(REPO / "docs" / "batching.md")

@@ -5,6 +5,8 @@ import torch
 
 from modeling_dac import DacConfig, DacFeatureExtractor, DacModel
 
+from docs_examples import REPO, run_markdown_examples
+
 SAMPLING_RATE = 16000
 HOP = 320
 
@@ -230,3 +232,8 @@ def test_hub_config_extractor_matches_its_model_config():
     extractor = DacFeatureExtractor.from_pretrained("hub_configs/tiny")
     config = DacConfig.from_pretrained("hub_configs/tiny")
     assert (extractor.sampling_rate, extractor.hop_length) == (config.sampling_rate, config.hop_length)
+
+
+def test_documentation_examples_run(monkeypatch):
+    monkeypatch.chdir(REPO)
+    run_markdown_examples(REPO / "docs" / "feature_extractor.md")
