@@ -6,6 +6,7 @@ with soxr and measured with pyloudnorm (ITU-R BS.1770, as the official DAC does)
 
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -48,12 +49,16 @@ def resample(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     return np.ascontiguousarray(soxr.resample(audio.T, orig_sr, target_sr, quality="HQ").T).astype(np.float32)
 
 
-def load_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
-    """A file as float32 `(channels, samples)` and its sample rate."""
+def load_audio(path: str | os.PathLike | BinaryIO) -> tuple[np.ndarray, int]:
+    """
+    A file, given by path or as a binary file object (such as `io.BytesIO` of encoded bytes), as float32
+    `(channels, samples)` and its sample rate.
+    """
     import soundfile
 
     try:
-        audio, sampling_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        source = path if hasattr(path, "read") else str(path)
+        audio, sampling_rate = soundfile.read(source, dtype="float32", always_2d=True)
     except (RuntimeError, soundfile.LibsndfileError) as error:
         raise ValueError(f"Cannot read audio file {path}: {error}") from error
     if audio.shape[0] == 0:

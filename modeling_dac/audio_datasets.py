@@ -1,0 +1,132 @@
+"""Audio collections as Hugging Face datasets, read without torchcodec.
+
+A source is a local folder of audio files, a parquet file (or a folder of them), a directory written by
+`Dataset.save_to_disk`, or a hub dataset id. The audio column is cast to `Audio(decode=False)`, so records stay
+`{"bytes", "path"}` and are decoded by soundfile through `modeling_dac.audio` (datasets >= 4 would otherwise
+decode with torchcodec, which does not load on every setup).
+"""
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from . import audio as audio_io
+
+__all__ = ["audio_files_under", "load_audio_dataset", "read_audio_record"]
+
+
+def audio_files_under(folder: str | Path) -> list[Path]:
+    """The audio files (by extension, see `AUDIO_EXTENSIONS`) under `folder`, recursively, in sorted order."""
+    folder = Path(folder)
+    files = sorted(
+        path for path in folder.rglob("*") if path.is_file() and path.suffix.lower() in audio_io.AUDIO_EXTENSIONS
+    )
+    if not files:
+        raise ValueError(f"No audio files ({', '.join(audio_io.AUDIO_EXTENSIONS)}) under {folder}.")
+    return files
+
+
+def _is_saved_dataset(path: Path) -> bool:
+    return (path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file()
+
+
+def _pick_split(dataset, split: str | None, source: str):
+    from datasets import DatasetDict, IterableDatasetDict
+
+    if not isinstance(dataset, (DatasetDict, IterableDatasetDict)):
+        return dataset
+    if split is None and len(dataset) == 1:
+        return next(iter(dataset.values()))
+    if split not in dataset:
+        raise ValueError(f"Dataset {source} has splits {sorted(dataset)}; choose one with split= (got {split!r}).")
+    return dataset[split]
+
+
+def _audio_column(dataset, requested: str | None, source: str) -> str:
+    from datasets import Audio
+
+    features = dataset.features or {}
+    if requested is not None:
+        if features and requested not in features:
+            raise ValueError(f"Dataset {source} has no column {requested!r}; its columns are {list(features)}.")
+        return requested
+    audio_columns = [name for name, feature in features.items() if isinstance(feature, Audio)]
+    if audio_columns:
+        return audio_columns[0]
+    if not features or "audio" in features:
+        return "audio"
+    raise ValueError(f"Dataset {source} has no Audio column (columns: {list(features)}); name the audio column.")
+
+
+def load_audio_dataset(
+    source: str,
+    split: str | None = None,
+    name: str | None = None,
+    column: str | None = None,
+    streaming: bool = False,
+    keep_columns: bool = False,
+):
+    """
+    Load `source` as a `Dataset` (or an `IterableDataset` with `streaming=True`) whose single column `audio` holds
+    undecoded records, in a stable order:
+
+    - a folder of audio files: one record `{"bytes": None, "path": absolute path}` per file, sorted by path;
+    - a `.parquet` file, or a folder holding parquet files (read recursively);
+    - a folder written by `Dataset.save_to_disk` / `DatasetDict.save_to_disk`;
+    - otherwise a hub dataset id, loaded with `load_dataset(source, name, split=split)`.
+
+    `split` picks a split when the source has several (a source with one split needs none); `column` names the
+    audio column (default: the first `Audio` feature, else `"audio"`). Audio features are cast to
+    `Audio(decode=False)`; other columns are dropped unless `keep_columns=True`.
+    """
+    from datasets import Audio, Dataset, load_dataset, load_from_disk
+
+    path = Path(source)
+    if path.is_dir() and _is_saved_dataset(path):
+        dataset = _pick_split(load_from_disk(str(path)), split, source)
+        if streaming:
+            dataset = dataset.to_iterable_dataset()
+    elif source.endswith(".parquet") or (path.is_dir() and any(path.rglob("*.parquet"))):
+        data_files = str(path / "**" / "*.parquet") if path.is_dir() else source
+        if not path.is_dir() and not path.is_file():
+            raise ValueError(f"Parquet file {source} does not exist.")
+        dataset = _pick_split(load_dataset("parquet", data_files=data_files, streaming=streaming), split, source)
+    elif path.is_dir():
+        dataset = Dataset.from_dict({"audio": [str(file.resolve()) for file in audio_files_under(path)]})
+        dataset = dataset.cast_column("audio", Audio(decode=False))
+        return dataset.to_iterable_dataset() if streaming else dataset
+    else:
+        dataset = _pick_split(load_dataset(source, name, split=split, streaming=streaming), split, source)
+    column = _audio_column(dataset, column, source)
+    if not keep_columns:
+        dataset = dataset.select_columns([column])
+    if column != "audio":
+        dataset = dataset.rename_column(column, "audio")
+    if isinstance((dataset.features or {}).get("audio"), Audio):
+        dataset = dataset.cast_column("audio", Audio(decode=False))
+    return dataset
+
+
+def read_audio_record(record) -> tuple[np.ndarray, int]:
+    """
+    Float32 `(channels, samples)` audio and its sample rate from one record of an audio column: an undecoded
+    `{"bytes", "path"}` dict (bytes win when both are set), a decoded `{"array", "sampling_rate"}` dict, or a path.
+    """
+    if isinstance(record, (str, Path)):
+        return audio_io.load_audio(record)
+    if not isinstance(record, dict):
+        raise ValueError(f"An audio record must be a dict or a path, got {type(record).__name__}.")
+    if record.get("array") is not None:
+        if record.get("sampling_rate") is None:
+            raise ValueError("A decoded audio record has an `array` but no `sampling_rate`.")
+        array = audio_io.to_float_audio(np.asarray(record["array"]))
+        return (array[None] if array.ndim == 1 else array), int(record["sampling_rate"])
+    if record.get("bytes"):
+        try:
+            return audio_io.load_audio(io.BytesIO(record["bytes"]))
+        except ValueError as error:
+            raise ValueError(f"Cannot decode the audio bytes of {record.get('path') or 'a record'}: {error}") from error
+    if record.get("path"):
+        return audio_io.load_audio(record["path"])
+    raise ValueError("An audio record holds neither bytes, a path nor an array.")
