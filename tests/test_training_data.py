@@ -1,0 +1,234 @@
+"""Training data pipeline: sources, crops, loudness, phase shift, skipping, determinism and resumption."""
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from datasets import Dataset
+
+from modeling_dac.audio import integrated_loudness
+from training.config import DacDataArguments
+from training.data import (
+    DacAudioCropper,
+    DacDatasetSource,
+    DacValidationDataset,
+    build_datasets,
+    build_training_dataloader,
+    crop_loudness,
+    load_audio_dataset,
+    shift_phase,
+)
+
+
+def write_tone_folder(folder: Path, count: int = 8, sampling_rate: int = 16000, seconds: float = 1.0) -> list[Path]:
+    """`count` loud harmonic tones with distinct pitches (and a little noise): an easy dataset to learn."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    time = np.arange(int(seconds * sampling_rate)) / sampling_rate
+    paths = []
+    for index in range(count):
+        pitch = 110.0 * 2 ** (index / 4)
+        audio = sum(0.3 / harmonic * np.sin(2 * np.pi * pitch * harmonic * time) for harmonic in (1, 2, 3))
+        audio = audio + 0.01 * rng.standard_normal(len(time))
+        path = folder / f"tone_{index:02d}.wav"
+        sf.write(path, audio.astype(np.float32), sampling_rate)
+        paths.append(path)
+    return paths
+
+
+def _record(path: Path) -> dict:
+    return {"bytes": None, "path": str(path)}
+
+
+@pytest.fixture
+def tones(tmp_path):
+    return write_tone_folder(tmp_path / "tones", count=6)
+
+
+def test_source_spec_parsing():
+    source = DacDatasetSource.parse("org/speech, name=clean, split=train.100, column=speech, weight=2.5")
+    assert source == DacDatasetSource("org/speech", name="clean", split="train.100", column="speech", weight=2.5)
+    assert DacDatasetSource.parse("data/folder") == DacDatasetSource("data/folder")
+    with pytest.raises(ValueError, match="not one of"):
+        DacDatasetSource.parse("org/speech,rate=3")
+    with pytest.raises(ValueError, match="weight must be positive"):
+        DacDatasetSource.parse("org/speech,weight=0")
+
+
+def test_local_folder_and_parquet_sources(tmp_path, tones):
+    folder_dataset = load_audio_dataset(DacDatasetSource(str(tones[0].parent)))
+    assert folder_dataset.column_names == ["audio"]
+    assert [Path(row["audio"]["path"]).name for row in folder_dataset] == [path.name for path in tones]
+
+    # Parquet with embedded bytes under another column name, plus an unrelated column.
+    table = Dataset.from_dict(
+        {"speech": [{"bytes": path.read_bytes(), "path": path.name} for path in tones], "text": ["x"] * len(tones)}
+    )
+    table.to_parquet(tmp_path / "clips.parquet")
+    parquet = load_audio_dataset(DacDatasetSource(str(tmp_path / "clips.parquet"), column="speech"))
+    assert parquet.column_names == ["audio"]
+    assert parquet[2]["audio"]["bytes"] == tones[2].read_bytes()
+    with pytest.raises(ValueError, match="has no column 'voice'"):
+        load_audio_dataset(DacDatasetSource(str(tmp_path / "clips.parquet"), column="voice"))
+
+    streamed = load_audio_dataset(DacDatasetSource(str(tones[0].parent)), streaming=True)
+    assert len(list(streamed)) == len(tones)
+
+
+def test_crop_is_exact_length_loudness_normalised_and_resampled(tmp_path):
+    source_rate, pitch = 22050, 440.0
+    time = np.arange(source_rate) / source_rate
+    path = tmp_path / "tone.flac"
+    sf.write(path, (0.05 * np.sin(2 * np.pi * pitch * time)).astype(np.float32), source_rate)
+    cropper = DacAudioCropper(sampling_rate=16000, num_samples=8000, random_phase_shift=False)
+    crop = cropper(_record(path), np.random.default_rng(0))
+    assert crop.shape == (8000,) and crop.dtype == np.float32
+    # Loudness measured independently (whole crop, longer than a BS.1770 block) hits the target.
+    assert integrated_loudness(crop[None], 16000) == pytest.approx(-16.0, abs=0.1)
+    spectrum = np.abs(np.fft.rfft(crop * np.hanning(len(crop))))
+    assert np.argmax(spectrum) * 16000 / len(crop) == pytest.approx(pitch, abs=2.0)
+
+
+def test_short_crops_are_measured_as_the_released_code_does():
+    # Shorter than 0.5 s: measured zero-padded to 0.5 s, so a 0.25 s tone reads about 3 dB below its own level.
+    time = np.arange(4000) / 16000
+    tone = (0.1 * np.sin(2 * np.pi * 300 * time)).astype(np.float32)
+    padded = np.pad(tone, (0, 4000))
+    assert crop_loudness(tone, 16000) == pytest.approx(integrated_loudness(padded[None], 16000), abs=1e-6)
+    assert crop_loudness(np.zeros(8000, np.float32), 16000) == -70.0
+
+
+def test_phase_shift_rotates_every_frequency():
+    time = np.arange(1000) / 1000
+    cosine = np.cos(2 * np.pi * 50 * time).astype(np.float32)
+    np.testing.assert_allclose(shift_phase(cosine, -np.pi / 2), np.sin(2 * np.pi * 50 * time), atol=1e-5)
+    signal = np.random.default_rng(0).standard_normal(1000).astype(np.float32)
+    signal -= signal.mean()
+    shifted = shift_phase(signal, 1.0)
+    np.testing.assert_allclose(np.abs(np.fft.rfft(shifted)), np.abs(np.fft.rfft(signal)), rtol=1e-4, atol=1e-4)
+    assert not np.allclose(shifted, signal, atol=1e-2)
+
+
+def test_unusable_clips_are_classified_and_corrupt_ones_logged(tmp_path, caplog):
+    cropper = DacAudioCropper(sampling_rate=16000, num_samples=8000)
+    rng = np.random.default_rng(0)
+    sf.write(tmp_path / "short.wav", np.full(4000, 0.1, np.float32), 16000)
+    sf.write(tmp_path / "silent.wav", np.zeros(16000, np.float32), 16000)
+    nan_audio = (0.1 * np.sin(np.arange(16000) / 5)).astype(np.float32)
+    nan_audio[::1000] = np.nan  # in every possible crop
+    sf.write(tmp_path / "nan.wav", nan_audio, 16000, subtype="FLOAT")
+    (tmp_path / "broken.wav").write_bytes(b"RIFF\x00\x00not audio")
+    expected = {"short.wav": "too_short", "silent.wav": "silent", "nan.wav": "corrupt", "broken.wav": "corrupt"}
+    with caplog.at_level(logging.WARNING, logger="training.data"):
+        for name, reason in expected.items():
+            with pytest.raises(Exception) as raised:
+                cropper(_record(tmp_path / name), rng)
+            assert getattr(raised.value, "reason", None) == reason
+    assert "broken.wav" in caplog.text and "nan.wav" in caplog.text
+
+
+def _batches(loader, count):
+    iterator = iter(loader)
+    return [next(iterator) for _ in range(count)]
+
+
+def test_batches_do_not_depend_on_workers_processes_or_resumption(tones):
+    records = load_audio_dataset(DacDatasetSource(str(tones[0].parent)))
+    cropper = DacAudioCropper(sampling_rate=16000, num_samples=2048)
+    reference = _batches(build_training_dataloader(records, cropper, seed=3, per_process_batch_size=4), 4)
+    assert reference[0]["audio"].shape == (4, 1, 2048)
+    assert not torch.equal(reference[0]["audio"], reference[1]["audio"])
+
+    with_workers = _batches(build_training_dataloader(records, cropper, 3, 4, num_workers=2), 4)
+    resumed = _batches(build_training_dataloader(records, cropper, 3, 4, start_step=2), 2)
+    two_processes = [
+        _batches(build_training_dataloader(records, cropper, 3, 2, process_index=rank, num_processes=2), 4)
+        for rank in (0, 1)
+    ]
+    for step in range(4):
+        assert torch.equal(with_workers[step]["audio"], reference[step]["audio"])
+        halves = torch.cat([two_processes[0][step]["audio"], two_processes[1][step]["audio"]])
+        assert torch.equal(halves, reference[step]["audio"])
+    for step in range(2):
+        assert torch.equal(resumed[step]["audio"], reference[step + 2]["audio"])
+    other_seed = _batches(build_training_dataloader(records, cropper, 4, 4), 1)
+    assert not torch.equal(other_seed[0]["audio"], reference[0]["audio"])
+
+
+def test_unusable_records_are_replaced_and_counted(tmp_path, tones):
+    sf.write(tmp_path / "tones" / "zz_silent.wav", np.zeros(16000, np.float32), 16000)
+    (tmp_path / "tones" / "zz_broken.wav").write_bytes(b"garbage")
+    records = load_audio_dataset(DacDatasetSource(str(tmp_path / "tones")))
+    loader = build_training_dataloader(records, DacAudioCropper(16000, 2048), seed=0, per_process_batch_size=8)
+    batches = _batches(loader, 6)
+    assert all(batch["audio"].shape == (8, 1, 2048) for batch in batches)
+    # 2 of 8 records are unusable: about a quarter of 48 draws, each replaced.
+    assert sum(batch["skipped_silent"] for batch in batches) > 3
+    assert sum(batch["skipped_corrupt"] for batch in batches) > 3
+    assert all(batch["audio"].abs().amax(dim=-1).min() > 0.01 for batch in batches)
+
+
+def test_all_short_data_fails_with_a_clear_message(tmp_path):
+    write_tone_folder(tmp_path / "short", count=2, seconds=0.05)
+    records = load_audio_dataset(DacDatasetSource(str(tmp_path / "short")))
+    loader = build_training_dataloader(records, DacAudioCropper(16000, 2048), seed=0, per_process_batch_size=1)
+    with pytest.raises(RuntimeError, match="shorter than 0.13 s"):
+        next(iter(loader))
+
+
+def test_streamed_batches_resume_exactly_and_do_not_depend_on_workers(tones):
+    records = load_audio_dataset(DacDatasetSource(str(tones[0].parent)), streaming=True)
+    cropper = DacAudioCropper(sampling_rate=16000, num_samples=2048)
+    # 5 batches of 2 from 6 records: the stream is read through 2 epochs, reshuffled in between.
+    reference = _batches(build_training_dataloader(records, cropper, 0, 2, shuffle_buffer_size=4), 5)
+    with_workers = _batches(build_training_dataloader(records, cropper, 0, 2, num_workers=2, shuffle_buffer_size=4), 5)
+    resumed = _batches(build_training_dataloader(records, cropper, 0, 2, start_step=3, shuffle_buffer_size=4), 2)
+    assert all(batch["audio"].shape == (2, 1, 2048) for batch in reference)
+    for step in range(5):
+        assert torch.equal(with_workers[step]["audio"], reference[step]["audio"])
+    for offset in range(2):
+        assert torch.equal(resumed[offset]["audio"], reference[3 + offset]["audio"])
+
+
+def test_streamed_unusable_records_are_replaced_within_the_batch(tmp_path, tones):
+    sf.write(tmp_path / "tones" / "zz_silent.wav", np.zeros(16000, np.float32), 16000)
+    records = load_audio_dataset(DacDatasetSource(str(tmp_path / "tones")), streaming=True)
+    batches = _batches(build_training_dataloader(records, DacAudioCropper(16000, 2048), 0, 7), 3)
+    assert all(batch["audio"].shape == (7, 1, 2048) for batch in batches)
+    assert sum(batch["skipped_silent"] for batch in batches) == 3  # once per pass over the 7 records
+    assert all(batch["audio"].abs().amax(dim=-1).min() > 0.01 for batch in batches)
+
+
+def test_validation_is_held_out_and_sources_take_turns(tmp_path):
+    speech = write_tone_folder(tmp_path / "speech", count=5)
+    music = write_tone_folder(tmp_path / "music", count=3)
+    args = DacDataArguments(dataset=[str(tmp_path / "speech"), str(tmp_path / "music")], num_validation_examples=2)
+    train, validation = build_datasets(args, seed=0)
+    held_out = [row["audio"]["path"] for row in validation]
+    assert held_out == [str(path) for path in speech[:2]]
+    train_paths = [row["audio"]["path"] for row in train]
+    assert not set(held_out) & set(train_paths)
+    # Equal weights: the two sources alternate, the shorter one cycling until both are exhausted.
+    assert [Path(path).parent.name for path in train_paths[:6]] == ["speech", "music"] * 3
+    assert {str(path) for path in speech[2:] + music} == set(train_paths)
+
+    weighted = DacDataArguments(
+        dataset=[str(tmp_path / "speech"), f"{tmp_path / 'music'},weight=3"], validation_dataset=[str(tmp_path / "music")]
+    )
+    train, validation = build_datasets(weighted, seed=0)
+    assert len(validation) == 3
+    parents = [Path(row["audio"]["path"]).parent.name for row in train]
+    assert parents.count("music") > parents.count("speech")
+
+    with pytest.raises(ValueError, match="too few to hold out"):
+        build_datasets(DacDataArguments(dataset=[str(tmp_path / "music")], num_validation_examples=3), seed=0)
+
+
+def test_validation_crops_are_fixed(tones):
+    records = load_audio_dataset(DacDatasetSource(str(tones[0].parent)))
+    dataset = DacValidationDataset(records, DacAudioCropper(16000, 4096), seed=0)
+    first, again = dataset[1], dataset[1]
+    assert torch.equal(first["audio"], again["audio"]) and first["audio"].shape == (1, 4096)

@@ -1,0 +1,377 @@
+"""Train or fine-tune DAC with the released GAN recipe, on one device or many, through Accelerate.
+
+    accelerate launch training/train.py --config training/configs/44khz.yaml \\
+        --dataset path/to/audio --output_dir runs/dac44 [--resume] [--init_from descript/dac_44khz] [--freeze ...]
+
+Reads top to bottom: options -> models -> optimizers -> data -> (resume) -> loop of GAN steps with logging,
+validation, audio samples and checkpoints -> export of `final/` (and `best/` whenever validation improves).
+"""
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script from a checkout: make `training` and `modeling_dac` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import logging
+import math
+import time
+
+import numpy as np
+import torch
+from accelerate import Accelerator, DistributedDataParallelKwargs
+from accelerate.logging import get_logger
+from accelerate.utils import ProjectConfiguration, gather_object, set_seed
+from tqdm.auto import tqdm
+
+from modeling_dac import DacConfig, DacModel
+from modeling_dac.conversion import load_official_checkpoint
+from modeling_dac.metrics import DacMelDistance, DacStftDistance, si_sdr
+from training.checkpointing import TrainingProgress, export_models, latest_checkpoint, save_checkpoint
+from training.config import (
+    GENERATOR_FIELDS,
+    DacDataArguments,
+    DacModelArguments,
+    DacTrainingArguments,
+    arguments_as_dict,
+    load_training_arguments,
+)
+from training.data import (
+    SKIP_REASONS,
+    DacAudioCropper,
+    DacValidationDataset,
+    build_datasets,
+    build_training_dataloader,
+    collate_examples,
+)
+from training.discriminator import DacDiscriminator
+from training.step import DacGanStep
+
+__all__ = ["load_discriminator", "load_generator", "main", "validate"]
+
+logger = get_logger(__name__)
+
+LOGGED_VALUES = (
+    "loss/generator",
+    "loss/discriminator",
+    "loss/mel",
+    "loss/adversarial",
+    "loss/feature_matching",
+    "loss/commitment",
+    "loss/codebook",
+    "loss/stft",
+    "loss/waveform_l1",
+    "grad_norm/generator",
+    "grad_norm/discriminator",
+)
+# Options of the generator that training may change on a pretrained model; the rest is its architecture.
+_TRAINING_FIELDS = ("quantizer_dropout", "commitment_loss_weight", "codebook_loss_weight")
+
+
+def load_generator(model_args: DacModelArguments) -> DacModel:
+    """A new generator from the options, or a pretrained one (folder, hub id or official `.pth`) to fine-tune."""
+    config = model_args.generator_config()
+    if model_args.init_from is None:
+        return DacModel(config)
+    if model_args.init_from.endswith((".pth", ".pt")):
+        pretrained = load_official_checkpoint(model_args.init_from)
+    else:
+        pretrained = DacModel.from_pretrained(model_args.init_from)
+    architecture = {name: getattr(pretrained.config, name) for name in GENERATOR_FIELDS if name not in _TRAINING_FIELDS}
+    differing = [name for name, value in architecture.items() if value != getattr(config, name)]
+    if differing:
+        logger.warning(f"--init_from {model_args.init_from}: using its {differing}, not the configured values.")
+    training_values = {name: getattr(config, name) for name in _TRAINING_FIELDS}
+    generator = DacModel(DacConfig(**architecture, **training_values))
+    generator.load_state_dict(pretrained.state_dict())
+    return generator
+
+
+def load_discriminator(model_args: DacModelArguments, sampling_rate: int) -> DacDiscriminator:
+    """A new discriminator, or the one saved next to `--init_from` (`<init_from>/discriminator`) when there is one."""
+    init_from = model_args.init_from
+    if init_from is not None and not init_from.endswith((".pth", ".pt")):
+        try:
+            discriminator = DacDiscriminator.from_pretrained(init_from, subfolder="discriminator")
+            logger.info(f"Discriminator initialised from {init_from}/discriminator.")
+            return discriminator
+        except (OSError, ValueError):
+            logger.info(f"No discriminator saved with {init_from}: the discriminator starts from scratch.")
+    return DacDiscriminator(model_args.discriminator_config(sampling_rate))
+
+
+def _tracker_names(report_to: str):
+    if report_to in ("none", ""):
+        return None
+    return report_to if report_to == "all" else [name.strip() for name in report_to.split(",")]
+
+
+def _loggable(value):
+    return value if isinstance(value, (int, float, str, bool)) else str(value)
+
+
+@torch.no_grad()
+def validate(accelerator: Accelerator, generator, loader, mel_distance, stft_distance) -> dict[str, float] | None:
+    """Mean mel distance, STFT distance and SI-SDR of the reconstructions of the validation clips (all processes)."""
+    model = accelerator.unwrap_model(generator).eval()
+    sampling_rate = model.config.sampling_rate
+    per_item = []
+    for batch in loader:
+        if batch["audio"] is None:
+            continue
+        audio = batch["audio"].to(accelerator.device)
+        reconstruction = model(audio).audio_values.float()
+        scores = zip(
+            mel_distance(audio, reconstruction).tolist(),
+            stft_distance(audio, reconstruction).tolist(),
+            np.atleast_1d(si_sdr(audio.cpu(), reconstruction.cpu(), sampling_rate)).tolist(),
+        )
+        per_item.extend(scores)
+    per_item = gather_object(per_item)
+    if not per_item:
+        return None
+    mel, stft, sdr = np.mean(np.asarray(per_item, dtype=np.float64), axis=0)
+    return {"validation/mel_distance": mel, "validation/stft_distance": stft, "validation/si_sdr": sdr}
+
+
+@torch.no_grad()
+def log_samples(accelerator: Accelerator, generator, dataset, count: int, step: int, mel_distance):
+    """Audio of reconstructions (and of the originals, at the first call) and mel images, to TensorBoard."""
+    trackers = [tracker for tracker in accelerator.trackers if tracker.name == "tensorboard"]
+    if not accelerator.is_main_process or not trackers:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    writer = trackers[0].tracker
+    model = accelerator.unwrap_model(generator).eval()
+    sampling_rate = model.config.sampling_rate
+    examples = [example for example in (dataset[i] for i in range(min(len(dataset), count))) if example is not None]
+    for index, example in enumerate(examples):
+        audio = example["audio"][None].to(accelerator.device)
+        reconstruction = model(audio).audio_values.float()
+        writer.add_audio(f"samples/{index}/reconstruction", reconstruction[0].cpu(), step, sample_rate=sampling_rate)
+        writer.add_audio(f"samples/{index}/original", audio[0].cpu(), step, sample_rate=sampling_rate)
+        # The finest-frequency scale of the mel loss (2048-sample window, most mel bands).
+        spectrograms = [mel_distance.spectrograms(signal[:, 0])[-1][0] for signal in (audio, reconstruction)]
+        figure, axes = plt.subplots(2, 1, figsize=(8, 5), sharex=True)
+        for axis, spectrogram, title in zip(axes, spectrograms, ("original", "reconstruction")):
+            axis.imshow(spectrogram.clamp(min=1e-5).log10().cpu().numpy(), origin="lower", aspect="auto")
+            axis.set_title(f"{title}: log10 mel")
+        writer.add_figure(f"samples/{index}/mel", figure, step)
+        plt.close(figure)
+
+
+def main(argv: list[str] | None = None):
+    model_args, data_args, training_args = load_training_arguments(argv)
+    _train(model_args, data_args, training_args)
+
+
+def _train(model_args: DacModelArguments, data_args: DacDataArguments, training_args: DacTrainingArguments):
+    output_dir = Path(training_args.output_dir)
+    accelerator = Accelerator(
+        mixed_precision=training_args.mixed_precision,
+        log_with=_tracker_names(training_args.report_to),
+        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
+        # With quantizer_dropout 1.0 every item may skip the last codebooks, leaving their parameters unused.
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=model_args.quantizer_dropout >= 1.0)],
+    )
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    if training_args.batch_size % accelerator.num_processes:
+        raise ValueError(
+            f"batch_size {training_args.batch_size} must be divisible by the {accelerator.num_processes} processes."
+        )
+    per_process_batch_size = training_args.batch_size // accelerator.num_processes
+
+    # Models: identical initialisation on every process.
+    set_seed(training_args.seed)
+    generator = load_generator(model_args)
+    sampling_rate = generator.config.sampling_rate
+    discriminator = load_discriminator(model_args, sampling_rate)
+    generator.apply_weight_norm()
+    for part in model_args.frozen_modules:
+        getattr(generator, part).requires_grad_(False)
+    logger.info(
+        f"Generator {sum(p.numel() for p in generator.parameters()) / 1e6:.2f}M parameters "
+        f"({sum(p.numel() for p in generator.parameters() if p.requires_grad) / 1e6:.2f}M trained), "
+        f"discriminator {sum(p.numel() for p in discriminator.parameters()) / 1e6:.2f}M."
+    )
+
+    # Optimizers: AdamW and a per-iteration exponential decay for each network.
+    def adamw(module):
+        return torch.optim.AdamW(
+            [p for p in module.parameters() if p.requires_grad],
+            lr=training_args.learning_rate,
+            betas=tuple(training_args.adam_betas),
+            weight_decay=training_args.weight_decay,
+        )
+
+    optimizer_g, optimizer_d = adamw(generator), adamw(discriminator)
+    scheduler_g = torch.optim.lr_scheduler.ExponentialLR(optimizer_g, gamma=training_args.lr_decay)
+    scheduler_d = torch.optim.lr_scheduler.ExponentialLR(optimizer_d, gamma=training_args.lr_decay)
+    generator, discriminator, optimizer_g, optimizer_d = accelerator.prepare(
+        generator, discriminator, optimizer_g, optimizer_d
+    )
+    progress = TrainingProgress()
+    accelerator.register_for_checkpointing(scheduler_g, scheduler_d, progress)
+
+    # Data.
+    train_records, validation_records = build_datasets(data_args, training_args.seed)
+    hop_length = accelerator.unwrap_model(generator).config.hop_length
+
+    def cropper(seconds: float) -> DacAudioCropper:
+        return DacAudioCropper(
+            sampling_rate=sampling_rate,
+            num_samples=max(1, round(seconds * sampling_rate / hop_length)) * hop_length,
+            loudness_target=data_args.loudness_target,
+            loudness_cutoff=data_args.loudness_cutoff,
+            num_crop_tries=data_args.num_crop_tries,
+            random_phase_shift=data_args.random_phase_shift,
+        )
+
+    validation_dataset = DacValidationDataset(
+        validation_records, cropper(data_args.validation_duration), training_args.seed
+    )
+    validation_loader = torch.utils.data.DataLoader(
+        torch.utils.data.Subset(
+            validation_dataset, range(accelerator.process_index, len(validation_dataset), accelerator.num_processes)
+        ),
+        batch_size=training_args.validation_batch_size,
+        collate_fn=collate_examples,
+        # A generator of its own: iterating must not draw from the global one, or resumed runs would diverge.
+        generator=torch.Generator().manual_seed(training_args.seed),
+    )
+
+    if training_args.resume:
+        checkpoint = latest_checkpoint(output_dir)
+        if checkpoint is None:
+            logger.warning(f"--resume: no checkpoint in {output_dir}; starting from step 0.")
+        else:
+            accelerator.load_state(str(checkpoint))
+            logger.info(f"Resumed from {checkpoint} at step {progress.step}.")
+    else:
+        # Different quantizer-dropout draws on each process; a resumed run restores these generators instead.
+        set_seed(training_args.seed, device_specific=True)
+
+    train_loader = build_training_dataloader(
+        train_records,
+        cropper(data_args.sample_duration),
+        seed=training_args.seed,
+        per_process_batch_size=per_process_batch_size,
+        start_step=progress.step,
+        process_index=accelerator.process_index,
+        num_processes=accelerator.num_processes,
+        num_workers=data_args.num_workers,
+        shuffle_buffer_size=data_args.shuffle_buffer_size,
+    )
+    gan_step = DacGanStep(
+        accelerator, generator, discriminator, optimizer_g, optimizer_d, scheduler_g, scheduler_d,
+        training_args, sampling_rate,
+    )
+    validation_mel = DacMelDistance(sampling_rate, reduction="none").to(accelerator.device)
+    validation_stft = DacStftDistance(reduction="none").to(accelerator.device)
+    hyperparameters = arguments_as_dict(model_args, data_args, training_args)
+    accelerator.init_trackers(training_args.project_name, {k: _loggable(v) for k, v in hyperparameters.items()})
+
+    def run_validation_and_export_best():
+        scores = validate(accelerator, generator, validation_loader, validation_mel, validation_stft)
+        if scores is None:
+            logger.warning("No usable validation clip (too short, silent or unreadable): validation skipped.")
+            return
+        accelerator.log(scores, step=progress.step)
+        logger.info(f"Step {progress.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+        if scores["validation/mel_distance"] < progress.best_validation_mel:
+            progress.best_validation_mel = scores["validation/mel_distance"]
+            export_models(accelerator, generator, discriminator, output_dir / "best")
+
+    value_sums = torch.zeros(len(LOGGED_VALUES), device=accelerator.device)
+    value_counts = torch.zeros(len(LOGGED_VALUES), device=accelerator.device)
+    pending_skips = torch.zeros(len(SKIP_REASONS), device=accelerator.device)
+    window_start, window_steps, data_seconds = time.perf_counter(), 0, 0.0
+    consecutive_nonfinite = 0
+
+    def flush_skip_counts():
+        counts = accelerator.reduce(pending_skips.clone(), reduction="sum").tolist()
+        for reason, count in zip(SKIP_REASONS, counts):
+            progress.skipped_clips[reason] += int(count)
+        pending_skips.zero_()
+
+    batches = iter(train_loader)
+    bar = tqdm(
+        total=training_args.max_steps, initial=progress.step, disable=not accelerator.is_local_main_process,
+        desc="training", dynamic_ncols=True,
+    )
+    while progress.step < training_args.max_steps:
+        data_start = time.perf_counter()
+        batch = next(batches)
+        data_seconds += time.perf_counter() - data_start
+        pending_skips += torch.tensor([batch[f"skipped_{r}"] for r in SKIP_REASONS], device=accelerator.device)
+        result = gan_step(batch["audio"].to(accelerator.device, non_blocking=True))
+        progress.step += 1
+        window_steps += 1
+        bar.update(1)
+
+        if result.skipped is None:
+            consecutive_nonfinite = 0
+            for index, name in enumerate(LOGGED_VALUES):
+                if name in result.values:
+                    value_sums[index] += result.values[name].float()
+                    value_counts[index] += 1
+        else:
+            consecutive_nonfinite += 1
+            progress.nonfinite_steps += 1
+            logger.warning(f"Step {progress.step}: skipped the {result.skipped}.")
+            if consecutive_nonfinite >= training_args.max_consecutive_nonfinite_steps:
+                raise RuntimeError(
+                    f"Stopping at step {progress.step}: {consecutive_nonfinite} steps in a row had a NaN/Inf loss "
+                    f"or gradient (last: {result.skipped}). Lower the learning rate, check the data, or resume "
+                    f"from an earlier checkpoint in {output_dir}."
+                )
+
+        if progress.step % training_args.logging_steps == 0 or progress.step == training_args.max_steps:
+            sums = accelerator.reduce(value_sums.clone(), reduction="sum")
+            counts = accelerator.reduce(value_counts.clone(), reduction="sum")
+            flush_skip_counts()
+            elapsed = time.perf_counter() - window_start
+            logs = {name: (sums[i] / counts[i]).item() for i, name in enumerate(LOGGED_VALUES) if counts[i] > 0}
+            logs.update(
+                {
+                    "lr/generator": optimizer_g.param_groups[0]["lr"],
+                    "lr/discriminator": optimizer_d.param_groups[0]["lr"],
+                    "perf/steps_per_second": window_steps / elapsed,
+                    "perf/samples_per_second": window_steps * training_args.batch_size / elapsed,
+                    "perf/data_seconds_per_step": data_seconds / window_steps,
+                    "data/nonfinite_steps": progress.nonfinite_steps,
+                    **{f"data/skipped_{reason}": count for reason, count in progress.skipped_clips.items()},
+                }
+            )
+            accelerator.log(logs, step=progress.step)
+            bar.set_postfix(
+                {key.split("/")[1]: f"{logs[key]:.3f}" for key in ("loss/mel", "loss/generator", "loss/discriminator") if key in logs}
+            )
+            value_sums.zero_()
+            value_counts.zero_()
+            window_start, window_steps, data_seconds = time.perf_counter(), 0, 0.0
+
+        finished = progress.step == training_args.max_steps
+        if progress.step % training_args.sample_steps == 0 or finished:
+            log_samples(accelerator, generator, validation_dataset, training_args.num_audio_samples, progress.step, validation_mel)
+        if progress.step % training_args.eval_steps == 0 or finished:
+            run_validation_and_export_best()
+        if progress.step % training_args.save_steps == 0 or finished:
+            flush_skip_counts()
+            save_checkpoint(accelerator, output_dir, progress.step, training_args.save_total_limit)
+    bar.close()
+
+    export_models(accelerator, generator, discriminator, output_dir / "final")
+    logger.info(
+        f"Done at step {progress.step}: {output_dir / 'final'} (best validation mel distance "
+        f"{progress.best_validation_mel:.4f} in {output_dir / 'best'}); skipped clips {progress.skipped_clips}."
+    )
+    accelerator.end_training()
+
+
+if __name__ == "__main__":
+    main()
