@@ -1,0 +1,298 @@
+import json
+import re
+import shlex
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from modeling_dac import DacConfig, DacFile, DacModel
+from modeling_dac.cli import main
+from modeling_dac.commands.codec import DEFAULT_MODEL, Job, describe_dac_file, plan_jobs
+
+from docs_examples import REPO, run_markdown_examples
+
+OFFICIAL_DAC_FILE = Path(__file__).parent / "fixtures" / "official_dac" / "official_numpy1.dac"
+AUDIO_SUFFIXES = (".wav", ".flac")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    model = DacModel(DacConfig.from_pretrained("hub_configs/tiny")).eval()
+    directory = tmp_path_factory.mktemp("tiny_model")
+    model.save_pretrained(directory)
+    return directory
+
+
+def write_audio(path: Path, channels: int, samples: int, sampling_rate: int = 16000, seed: int = 0) -> np.ndarray:
+    """Write a `(channels, samples)` noise clip (through soundfile, as any user file) and return it."""
+    audio = (np.random.default_rng(seed).standard_normal((channels, samples)) * 0.1).astype(np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(path, audio.T, sampling_rate)
+    return audio
+
+
+def write_silent_dac_file(path: Path) -> Path:
+    """A .dac file of 5 frames of code 0 (mono, 1600 samples at 16 kHz) that the tiny model can decode."""
+    config = DacConfig.from_pretrained("hub_configs/tiny")
+    codes = np.zeros((1, 4, 5), dtype=np.int64)
+    return DacFile.from_codes(codes, config, sample_rate=16000, original_length=1600).save(path)
+
+
+@pytest.fixture
+def audio_tree(tmp_path):
+    """music/a.wav (mono), music/b.flac (stereo), music/live/c.wav (3 channels at 22.05 kHz), music/notes.txt."""
+    root = tmp_path / "music"
+    write_audio(root / "a.wav", 1, 4000, seed=1)
+    write_audio(root / "b.flac", 2, 3000, seed=2)
+    write_audio(root / "live" / "c.wav", 3, 2500, sampling_rate=22050, seed=3)
+    (root / "notes.txt").write_text("not audio")
+    return root
+
+
+# --- planning the outputs ---------------------------------------------------------------------------------------
+
+
+def test_directories_are_mirrored_and_files_go_into_the_output_directory(audio_tree, tmp_path):
+    single = write_audio(tmp_path / "single.wav", 1, 100) is not None and tmp_path / "single.wav"
+    jobs = plan_jobs([str(audio_tree), str(single)], str(tmp_path / "out"), AUDIO_SUFFIXES, ".dac")
+    out = tmp_path / "out"
+    assert jobs == [
+        Job(audio_tree / "a.wav", out / "a.dac"),
+        Job(audio_tree / "b.flac", out / "b.dac"),
+        Job(audio_tree / "live" / "c.wav", out / "live" / "c.dac"),
+        Job(single, out / "single.dac"),
+    ]
+
+
+def test_a_single_file_may_name_its_output(audio_tree, tmp_path):
+    jobs = plan_jobs([str(audio_tree / "a.wav")], str(tmp_path / "codes" / "x.dac"), AUDIO_SUFFIXES, ".dac")
+    assert jobs == [Job(audio_tree / "a.wav", tmp_path / "codes" / "x.dac")]
+
+
+def test_planning_errors_come_before_any_work(audio_tree, tmp_path):
+    with pytest.raises(ValueError, match="input not found:\n  .*missing.wav"):
+        plan_jobs([str(audio_tree), str(tmp_path / "missing.wav")], str(tmp_path / "out"), AUDIO_SUFFIXES, ".dac")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no .flac, .wav files in directory .*empty"):
+        plan_jobs([str(tmp_path / "empty")], str(tmp_path / "out"), AUDIO_SUFFIXES, ".dac")
+    write_audio(audio_tree / "a.flac", 1, 100)
+    with pytest.raises(ValueError, match=r"same output:\n  .*a\.dac: from .*a\.flac, .*a\.wav"):
+        plan_jobs([str(audio_tree)], str(tmp_path / "out"), AUDIO_SUFFIXES, ".dac")
+    with pytest.raises(ValueError, match="replace an input"):
+        plan_jobs([str(audio_tree / "a.wav")], str(audio_tree / "a.wav"), AUDIO_SUFFIXES, ".wav")
+
+
+def test_existing_outputs_are_refused_without_overwrite(audio_tree, tmp_path):
+    out = tmp_path / "out"
+    (out / "live").mkdir(parents=True)
+    (out / "live" / "c.dac").write_bytes(b"old")
+    with pytest.raises(ValueError, match=r"1 output\(s\) already exist; pass --overwrite.*\n  .*live/c\.dac"):
+        plan_jobs([str(audio_tree)], str(out), AUDIO_SUFFIXES, ".dac")
+    assert len(plan_jobs([str(audio_tree)], str(out), AUDIO_SUFFIXES, ".dac", overwrite=True)) == 3
+
+
+# --- command-line errors ----------------------------------------------------------------------------------------
+
+
+def test_missing_model_is_an_error_naming_the_flag(audio_tree, tmp_path, capsys):
+    assert DEFAULT_MODEL is None
+    assert main(["encode", str(audio_tree), "-o", str(tmp_path / "out")]) == 1
+    assert "--model" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_unloadable_model_is_a_clear_error(audio_tree, tmp_path, capsys):
+    assert main(["encode", str(audio_tree), "-o", str(tmp_path / "out"), "--model", str(tmp_path / "nowhere")]) == 1
+    assert "cannot load --model" in capsys.readouterr().err
+
+
+def test_bad_n_quantizers_and_batch_size_are_refused_before_work(audio_tree, tmp_path, model_dir, capsys):
+    base = ["encode", str(audio_tree), "-o", str(tmp_path / "out"), "--model", str(model_dir)]
+    assert main(base + ["--n-quantizers", "5"]) == 1
+    assert "--n-quantizers must be between 1 and the model's 4, got 5" in capsys.readouterr().err
+    assert main(base + ["--batch-size", "0"]) == 1
+    assert "--batch-size must be at least 1" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_device_is_a_clear_error(audio_tree, tmp_path, model_dir, capsys):
+    arguments = ["encode", str(audio_tree), "-o", str(tmp_path / "o"), "--model", str(model_dir)]
+    assert main(arguments + ["--device", "gpu9"]) == 1
+    assert "--device 'gpu9' is not a torch device" in capsys.readouterr().err
+
+
+# --- dac info -----------------------------------------------------------------------------------------------------
+
+
+def test_info_describes_our_files(tmp_path, capsys):
+    config = DacConfig.from_pretrained("hub_configs/tiny")
+    codes = np.random.default_rng(0).integers(0, 64, size=(2, 3, 50))
+    dac_file = DacFile.from_codes(
+        codes, config, sample_rate=44100, original_length=88200, loudness=-20.5, model_name="tiny-test"
+    )
+    path = dac_file.save(tmp_path / "clip.dac")
+    assert main(["info", str(path)]) == 0
+    text = capsys.readouterr().out
+    for line in [
+        "format:      modeling_dac .dac, format version 1",
+        "sample rate: 44100 Hz",
+        "duration:    2.000 s (88200 samples)",
+        "channels:    2",
+        "codebooks:   3 of size 64",
+        "frames:      50 (50.00 frames/s)",
+        "bitrate:     0.90 kbps per channel",  # 3 codebooks * 6 bits * 50 frames/s
+        "model:       tiny-test (16000 Hz, hop 320)",
+        f"fingerprint: {dac_file.metadata.config_fingerprint}",
+        "loudness:    input -20.50 LUFS",
+        "encoding:    one continuous stream",
+    ]:
+        assert line in text
+
+    assert main(["info", "--json", str(path)]) == 0
+    description = json.loads(capsys.readouterr().out)
+    assert description["path"] == str(path)
+    assert description["bitrate"] == 900.0 and description["frames"] == 50 and description["duration_seconds"] == 2.0
+    assert {key: description[key] for key in dac_file.metadata.to_dict()} == dac_file.metadata.to_dict()
+
+
+def test_info_reads_official_files(capsys):
+    assert main(["info", str(OFFICIAL_DAC_FILE)]) == 0
+    text = capsys.readouterr().out
+    assert "official descript-audio-codec 1.0.0 file" in text
+    assert "duration:    0.188 s (9000 samples)" in text
+    assert "codebooks:   9 of size not recorded" in text
+    # 21 frames stored for 0.1875 s: 112 frames/s; 9 codebooks * 10 bits * 112 = 10.08 kbps.
+    assert "bitrate:     10.08 kbps per channel (assuming 1024-entry codebooks" in text
+    assert "encoding:    chunks of 7 frames, convolution padding off" in text
+    assert describe_dac_file(DacFile.load(OFFICIAL_DAC_FILE))["model_name"] is None
+
+
+def test_info_reports_unreadable_files_and_keeps_going(tmp_path, capsys):
+    bad = tmp_path / "bad.dac"
+    bad.write_bytes(b"\x00" * 64)
+    assert main(["info", str(bad), str(OFFICIAL_DAC_FILE), str(tmp_path / "missing.dac")]) == 1
+    captured = capsys.readouterr()
+    assert str(OFFICIAL_DAC_FILE) in captured.out
+    assert f"{bad}: not a .dac file" in captured.err
+    assert f"{tmp_path / 'missing.dac'}: No such file or directory" in captured.err
+
+
+# --- encode and decode ------------------------------------------------------------------------------------------
+
+
+def test_directory_round_trip_mirrors_the_tree_and_reports_a_bad_file(audio_tree, tmp_path, model_dir, capsys):
+    (audio_tree / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" + bytes(100))
+    codes_dir, decoded_dir = tmp_path / "codes", tmp_path / "decoded"
+
+    assert main(["encode", str(audio_tree), "-o", str(codes_dir), "--model", str(model_dir), "--no-progress"]) == 1
+    captured = capsys.readouterr()
+    assert f"dac encode: 1 file(s) failed:\n  {audio_tree / 'broken.wav'}: Cannot read audio file" in captured.err
+    assert "Encoded 3 of 4 file(s)." in captured.out
+    written = sorted(path.relative_to(codes_dir).as_posix() for path in codes_dir.rglob("*") if path.is_file())
+    assert written == ["a.dac", "b.dac", "live/c.dac"]  # no temporary leftovers, nothing for the broken file
+
+    model = DacModel.from_pretrained(model_dir)
+    for name, channels in [("a", 1), ("b", 2)]:  # at the model's rate: the codes are model.encode's, per channel
+        source = next(audio_tree.glob(f"{name}.*"))
+        audio, _ = soundfile.read(source, dtype="float32", always_2d=True)
+        with torch.no_grad():
+            expected = model.encode(torch.from_numpy(audio.T.copy())[:, None, :]).audio_codes.numpy()
+        dac_file = DacFile.load(codes_dir / f"{name}.dac")
+        assert dac_file.metadata.channels == channels
+        np.testing.assert_array_equal(dac_file.codes, expected)
+    assert DacFile.load(codes_dir / "live" / "c.dac").metadata.sample_rate == 22050
+
+    assert main(["decode", str(codes_dir), "-o", str(decoded_dir), "--model", str(model_dir), "--no-progress"]) == 0
+    assert "Decoded 3 of 3 file(s)." in capsys.readouterr().out
+    for relative, channels, rate, samples in [("a", 1, 16000, 4000), ("b", 2, 16000, 3000), ("live/c", 3, 22050, 2500)]:
+        info = soundfile.info(decoded_dir / f"{relative}.wav")
+        assert (info.channels, info.samplerate, info.frames) == (channels, rate, samples)
+
+
+def test_decoded_audio_is_the_models_decode(audio_tree, tmp_path, model_dir):
+    from modeling_dac.compression import decompress
+
+    assert main(["encode", str(audio_tree / "b.flac"), "-o", str(tmp_path / "b.dac"), "--model", str(model_dir)]) == 0
+    output = tmp_path / "b.flac"
+    assert main(["decode", str(tmp_path / "b.dac"), "-o", str(output), "--model", str(model_dir)]) == 0
+    decoded, rate = soundfile.read(output, dtype="float32", always_2d=True)
+    expected = decompress(DacModel.from_pretrained(model_dir), tmp_path / "b.dac")
+    assert rate == 16000 and decoded.T.shape == expected.shape == (2, 3000)
+    np.testing.assert_allclose(decoded.T, expected, rtol=0, atol=1 / 32768 + 1e-6)  # 16-bit FLAC
+
+
+def test_existing_outputs_are_left_alone_without_overwrite(audio_tree, tmp_path, model_dir, capsys):
+    out = tmp_path / "codes"
+    arguments = ["encode", str(audio_tree / "a.wav"), "-o", str(out), "--model", str(model_dir), "--no-progress"]
+    assert main(arguments) == 0
+    before = (out / "a.dac").read_bytes()
+    capsys.readouterr()
+    assert main(arguments + ["--n-quantizers", "2"]) == 1
+    assert "1 output(s) already exist; pass --overwrite" in capsys.readouterr().err
+    assert (out / "a.dac").read_bytes() == before
+    assert main(arguments + ["--n-quantizers", "2", "--overwrite"]) == 0
+    assert DacFile.load(out / "a.dac").codes.shape == (1, 2, 13)
+
+
+def test_normalize_loudness_is_stored_and_restored(tmp_path, model_dir):
+    from modeling_dac.audio import integrated_loudness
+
+    quiet = write_audio(tmp_path / "quiet.wav", 2, 8000, seed=5) * 0.1
+    soundfile.write(tmp_path / "quiet.wav", quiet.T, 16000, subtype="FLOAT")
+    arguments = ["--model", str(model_dir), "--no-progress"]
+    encode = ["encode", str(tmp_path / "quiet.wav"), "-o", str(tmp_path / "q.dac"), "--normalize-loudness"]
+    assert main(encode + arguments) == 0
+    loudness = DacFile.load(tmp_path / "q.dac").metadata.loudness
+    assert loudness == pytest.approx(integrated_loudness(quiet, 16000), abs=0.01)
+    assert main(["decode", str(tmp_path / "q.dac"), "-o", str(tmp_path / "q.flac"), *arguments]) == 0
+    decoded, _ = soundfile.read(tmp_path / "q.flac", dtype="float32", always_2d=True)
+    assert integrated_loudness(decoded.T, 16000) == pytest.approx(loudness, abs=0.1)
+
+
+def test_decode_reports_files_the_model_cannot_decode(tmp_path, model_dir, capsys):
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    (inputs / "official.dac").write_bytes(OFFICIAL_DAC_FILE.read_bytes())  # 9 codebooks: the tiny model has 4
+    (inputs / "garbage.dac").write_bytes(b"not a dac file")
+    write_silent_dac_file(inputs / "good.dac")
+    arguments = ["decode", str(inputs), "-o", str(tmp_path / "out"), "--model", str(model_dir)]
+    assert main(arguments + ["--format", "flac"]) == 1
+    err = capsys.readouterr().err
+    assert "2 file(s) failed" in err
+    assert f"{inputs / 'official.dac'}: " in err and "n_codebooks: the file uses 9 codebooks" in err
+    assert f"{inputs / 'garbage.dac'}: not a .dac file" in err
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["good.flac"]
+
+
+def test_format_must_agree_with_a_named_output_file(tmp_path, model_dir, capsys):
+    path = write_silent_dac_file(tmp_path / "x.dac")
+    assert main(["decode", str(path), "-o", str(tmp_path / "x.wav"), "--model", str(model_dir), "--format=flac"]) == 1
+    assert "--format flac contradicts the output file name" in capsys.readouterr().err
+    assert main(["decode", str(path), "-o", str(tmp_path / "x.ogg"), "--model", str(model_dir)]) == 0
+    assert soundfile.info(tmp_path / "x.ogg").format == "OGG"
+
+
+def test_documentation_examples_run(tmp_path, monkeypatch, capsys):
+    """docs/cli.md: its setup block, then every `dac` command of its bash blocks, with the exit status it states."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("hub_configs", "examples"):
+        (tmp_path / name).symlink_to(REPO / name)
+    page = REPO / "docs" / "cli.md"
+    run_markdown_examples(page)
+    outputs = {}
+    for block in re.findall(r"```bash\n(.*?)```", page.read_text(), flags=re.DOTALL):
+        for line in block.splitlines():
+            words = shlex.split(line, comments=True)
+            if not words or words[1] == "convert":  # no official checkpoint offline (tests/test_conversion)
+                continue
+            expected_status = 1 if "# exits 1" in line else 0
+            capsys.readouterr()
+            assert main(words[1:]) == expected_status, line
+            outputs[" ".join(words)] = capsys.readouterr().out
+    documented_info = re.search(r"```text\n(codes/live/stereo.dac\n.*?)```", page.read_text(), flags=re.DOTALL)
+    assert outputs["dac info codes/live/stereo.dac"] == documented_info.group(1)
+    assert soundfile.info("decoded/live/stereo.wav").channels == 2
