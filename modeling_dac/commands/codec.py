@@ -168,11 +168,11 @@ def _load_model(args: argparse.Namespace):
             "no model given: pass --model with a save_pretrained directory or hub id (for example one written "
             "by `dac convert`); there is no default checkpoint yet."
         )
+    device = _resolve_device(args.device)
     try:
         model = DacModel.from_pretrained(args.model)
     except OSError as error:
         raise ValueError(f"cannot load --model {args.model}: {error}") from error
-    device = _resolve_device(args.device)
     try:
         return model.to(device).eval()
     except RuntimeError as error:  # e.g. a device torch knows but this machine lacks
