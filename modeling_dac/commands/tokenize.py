@@ -1,0 +1,114 @@
+"""`dac tokenize`: a dataset's audio column to DAC codes, saved with `save_to_disk` (and pushed to the hub).
+
+Run it under `accelerate launch` to use several processes or GPUs: each process takes its shard with
+`datasets.distributed.split_dataset_by_node`, encodes it on its own device and saves it; the main process then
+concatenates the shards in rank order into the output directory (docs/tokenize.md).
+"""
+
+import argparse
+import shutil
+from pathlib import Path
+
+from . import Command
+
+__all__ = ["COMMANDS"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "source", help="folder of audio files, parquet file or folder, save_to_disk directory, or hub dataset id"
+    )
+    parser.add_argument("output_dir", help="new directory for the tokenized dataset (datasets.load_from_disk reads it)")
+    parser.add_argument("--model", required=True, help="save_pretrained directory or hub id of a DacModel")
+    parser.add_argument("--split", default=None, help="dataset split, when the dataset has several")
+    parser.add_argument("--dataset-config", default=None, help="hub dataset configuration name")
+    parser.add_argument("--audio-column", default=None, help="audio column (default: the first Audio column)")
+    parser.add_argument("--n-quantizers", type=int, default=None, help="codebooks to keep (default: all)")
+    parser.add_argument(
+        "--stereo",
+        choices=("mean", "first", "fold"),
+        default="mean",
+        help="multichannel audio: average the channels (default), keep the first, or code each one "
+        "(codes [channels, n_quantizers, frames])",
+    )
+    parser.add_argument("--batch-size", type=int, default=16, help="clips per encoder batch (default: 16)")
+    parser.add_argument("--keep-audio", action="store_true", help="keep the undecoded audio column")
+    parser.add_argument("--streaming", action="store_true", help="stream the source instead of downloading it")
+    parser.add_argument("--push-to-hub", metavar="REPO", default=None, help="also push the result to this hub repo")
+    parser.add_argument("--private", action="store_true", help="make the pushed hub repo private")
+    parser.add_argument(
+        "--cpu",
+        action="store_true",
+        help="run on CPU even when GPUs are present; with `accelerate launch --multi_gpu --num_processes N` it "
+        "gives N CPU processes (also set by ACCELERATE_USE_CPU=1)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+    from datasets.distributed import split_dataset_by_node
+
+    from ..audio_datasets import load_audio_dataset
+    from ..modeling_dac import DacModel
+    from ..tokenization import merge_tokenized_shards, save_tokenized_dataset, tokenize_dataset
+
+    output_dir = Path(args.output_dir)
+    if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
+        raise ValueError(f"output directory {output_dir} already exists and is not empty; choose another")
+    state = PartialState(cpu=args.cpu or parse_flag_from_env("ACCELERATE_USE_CPU"))
+    with state.main_process_first():  # one process downloads, the others then read the cache
+        dataset = load_audio_dataset(
+            args.source,
+            split=args.split,
+            name=args.dataset_config,
+            column=args.audio_column,
+            streaming=args.streaming,
+            keep_columns=True,
+        )
+        model = DacModel.from_pretrained(args.model).eval()
+    if state.num_processes > 1:
+        dataset = split_dataset_by_node(dataset, rank=state.process_index, world_size=state.num_processes)
+    tokenized = tokenize_dataset(
+        dataset,
+        model,
+        n_quantizers=args.n_quantizers,
+        stereo=args.stereo,
+        batch_size=args.batch_size,
+        keep_audio=args.keep_audio,
+        device=state.device,
+    )
+
+    if state.num_processes == 1:
+        result = save_tokenized_dataset(tokenized, output_dir)
+    else:
+        shards_dir = output_dir.with_name(f".{output_dir.name}.shards")
+        shard_dirs = [shards_dir / f"{rank:05d}-of-{state.num_processes:05d}" for rank in range(state.num_processes)]
+        save_tokenized_dataset(tokenized, shard_dirs[state.process_index])
+        state.wait_for_everyone()
+        result = None
+        if state.is_main_process:
+            result = merge_tokenized_shards(shard_dirs, output_dir)
+            shutil.rmtree(shards_dir)
+        state.wait_for_everyone()
+
+    if state.is_main_process:
+        hours = sum(result["n_frames"]) / model.config.frame_rate / 3600
+        print(
+            f"Tokenized {len(result)} clips ({hours:.3f} h of audio) with {state.num_processes} process(es) "
+            f"-> {output_dir}: columns {result.column_names}"
+        )
+        if args.push_to_hub:
+            result.push_to_hub(args.push_to_hub, private=args.private or None)
+            print(f"Pushed to https://huggingface.co/datasets/{args.push_to_hub}")
+    return 0
+
+
+COMMANDS = {
+    "tokenize": Command(
+        "Encode the audio column of a dataset into DAC codes for language models (accelerate launch for several "
+        "processes or GPUs).",
+        add_arguments,
+        run,
+    )
+}

@@ -1,0 +1,329 @@
+"""Encode the audio column of a Hugging Face dataset into DAC codes for language models.
+
+`tokenize_dataset` maps a `Dataset` or a streaming `IterableDataset` in batches, reading audio with soundfile
+(`Audio(decode=False)`, so torchcodec is never needed), resampling to the model's rate with soxr, applying a
+stated stereo policy, and storing int16 codes plus their frame count next to the other columns. The batches are
+encoded with `encode_clips`, which gives every clip exactly the codes it gets when encoded alone.
+`save_tokenized_dataset` and `merge_tokenized_shards` write the result (atomically) for `dac tokenize`,
+which also spreads the work over processes with `accelerate launch`. See docs/tokenize.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import shutil
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import torch
+
+from . import audio as audio_io
+from .audio_datasets import read_audio_record
+from .batching import encoder_receptive_field
+from .feature_extraction_dac import DacFeatureExtractor
+
+if TYPE_CHECKING:
+    from datasets import Dataset, Features, IterableDataset
+
+    from .modeling_dac import DacModel
+
+__all__ = [
+    "STEREO_POLICIES",
+    "encode_clips",
+    "merge_tokenized_shards",
+    "save_tokenized_dataset",
+    "tokenize_dataset",
+    "tokenized_features",
+]
+
+STEREO_POLICIES = ("mean", "first", "fold")
+_MAX_INT16_CODEBOOK_SIZE = 2**15
+
+
+def _encode_padded(model: DacModel, clips: list[torch.Tensor], n_quantizers: int | None) -> torch.Tensor:
+    """Codes ``[batch, n_quantizers, frames]`` of 1-D clips right-padded with zeros to a common length."""
+    extractor = DacFeatureExtractor.from_model_config(model.config)
+    features = extractor([clip.numpy() for clip in clips], sampling_rate=model.config.sampling_rate)
+    features = features.to(model.device)
+    return model.encode(**features, n_quantizers=n_quantizers).audio_codes
+
+
+@torch.inference_mode()
+def encode_clips(
+    model: DacModel, clips: Sequence[np.ndarray | torch.Tensor], n_quantizers: int | None = None
+) -> list[torch.LongTensor]:
+    """Encode mono clips of any lengths in a few batched calls, each clip getting exactly its codes when alone.
+
+    In a right-padded batch a clip's last frames see the batch's padding where, alone, the encoder's
+    convolutions see their own zero padding, so they may get other codes (see `modeling_dac.batching`). Here
+    those frames come from a second batched call instead: every clip's last ``W`` frames (``W`` from the
+    encoder's receptive field: 17 frames for the 44.1 kHz models) are encoded as a window cut at a frame
+    boundary, so the clip ends exactly as it does alone and the window's first frames, which miss their left
+    context, are not used. Clips shorter than ``W`` frames are encoded whole, batched with clips of the same
+    frame count. The result equals ``model.encode(clip[None, None]).audio_codes[0]`` for every clip (the
+    arithmetic is the same, up to float summation order, which codes, being argmins, do not see in practice).
+
+    Args:
+        model: a `DacModel` in eval mode.
+        clips: 1-D float audio at ``model.config.sampling_rate``, numpy arrays or tensors.
+        n_quantizers: codebooks to return, 1 to ``n_codebooks`` (all when ``None``).
+
+    Returns:
+        One ``[n_quantizers, ceil(len(clip) / hop_length)]`` int64 tensor per clip, on the model's device.
+    """
+    if model.training:
+        raise ValueError("encode_clips needs the model in eval mode (call model.eval()); training mode drops codebooks")
+    tensors = []
+    for index, clip in enumerate(clips):
+        clip = torch.as_tensor(clip, dtype=torch.float32).detach().cpu()
+        if clip.ndim != 1 or clip.numel() == 0:
+            raise ValueError(f"clip {index} must be non-empty 1-D (mono) audio, got shape {tuple(clip.shape)}")
+        tensors.append(clip)
+    hop = model.config.hop_length
+    receptive_field = encoder_receptive_field(model.config)
+    left_frames = math.ceil(receptive_field.left / hop)
+    # A clip's last frame not covered by the padded batch is at most ceil(right / hop) + 1 frames from its end.
+    window_frames = left_frames + math.ceil(receptive_field.right / hop) + 1
+    frame_counts = [math.ceil(clip.numel() / hop) for clip in tensors]
+
+    codes: list[torch.Tensor | None] = [None] * len(tensors)
+    long_clips = [index for index, frames in enumerate(frame_counts) if frames >= window_frames]
+    if long_clips:
+        heads = _encode_padded(model, [tensors[index] for index in long_clips], n_quantizers)
+        window_starts = [frame_counts[index] - window_frames for index in long_clips]
+        windows = [tensors[index][start * hop :] for index, start in zip(long_clips, window_starts)]
+        tails = _encode_padded(model, windows, n_quantizers)
+        for row, (index, start) in enumerate(zip(long_clips, window_starts)):
+            exact = receptive_field.exact_frames(tensors[index].numel())
+            codes[index] = torch.cat([heads[row, :, :exact], tails[row, :, exact - start :]], dim=-1)
+    short_by_frames = defaultdict(list)
+    for index, frames in enumerate(frame_counts):
+        if frames < window_frames:
+            short_by_frames[frames].append(index)
+    for group in short_by_frames.values():
+        for row, index in zip(_encode_padded(model, [tensors[index] for index in group], n_quantizers), group):
+            codes[index] = row
+    return codes
+
+
+def _channels(audio: np.ndarray, stereo: str) -> np.ndarray:
+    """``(channels, samples)`` audio reduced by the stereo policy: one row, or one row per channel for "fold"."""
+    if stereo == "mean":
+        return audio.mean(axis=0, keepdims=True)
+    if stereo == "first":
+        return audio[:1]
+    return audio
+
+
+def _codes_dtype(codebook_size: int) -> np.dtype:
+    return np.dtype(np.int16 if codebook_size <= _MAX_INT16_CODEBOOK_SIZE else np.int32)
+
+
+def tokenized_features(
+    model_config, stereo: str = "mean", other_features: Features | None = None, codes_column: str = "audio_codes"
+) -> Features:
+    """The features of a tokenized dataset: ``other_features`` (the columns kept), the codes and ``n_frames``.
+
+    The codes are ``List(List(Value("int16")))`` of shape ``[n_quantizers, frames]``, or with ``stereo="fold"``
+    ``List(List(List(...)))`` of shape ``[channels, n_quantizers, frames]``; int32 if ``codebook_size > 32768``.
+    """
+    from datasets import Features, List, Value
+
+    codes_feature = List(List(Value(_codes_dtype(model_config.codebook_size).name)))
+    if stereo == "fold":
+        codes_feature = List(codes_feature)
+    features = dict(other_features or {})
+    features.update({codes_column: codes_feature, "n_frames": Value("int32")})
+    return Features(features)
+
+
+def _fingerprint(dataset: Dataset, model: DacModel, options: dict) -> str:
+    """A cache key for `Dataset.map` from the dataset, the options and the model's weights (hashing the model
+    through datasets' pickler would serialise the whole model)."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{dataset._fingerprint}|{sorted(options.items())}|{model.config.to_json_string()}".encode())
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def tokenize_dataset(
+    dataset: Dataset | IterableDataset,
+    model: DacModel,
+    audio_column: str = "audio",
+    n_quantizers: int | None = None,
+    stereo: Literal["mean", "first", "fold"] = "mean",
+    batch_size: int = 16,
+    keep_audio: bool = False,
+    codes_column: str = "audio_codes",
+    device: str | torch.device | None = None,
+) -> Dataset | IterableDataset:
+    """Replace the audio column of ``dataset`` by DAC codes, batched with `datasets.map`.
+
+    Each record of ``audio_column`` (an ``Audio`` feature, which is cast to ``Audio(decode=False)``; an
+    undecoded ``{"bytes", "path"}`` dict; a decoded ``{"array", "sampling_rate"}`` dict; or a path) is read
+    with soundfile, reduced to mono by the stereo policy, resampled to ``model.config.sampling_rate`` with soxr
+    and encoded by `encode_clips`, so the codes do not depend on the batch. Other columns are kept.
+
+    Args:
+        dataset: a `datasets.Dataset` (mapped now, cached like any map) or `IterableDataset` (mapped lazily as
+            it is iterated: streaming works).
+        model: the `DacModel` (eval mode); it is moved to ``device``.
+        audio_column: the column holding the audio.
+        n_quantizers: codebooks to keep, 1 to ``n_codebooks`` (all when ``None``).
+        stereo: ``"mean"`` averages the channels (the default; mono input is unchanged), ``"first"`` keeps the
+            first channel, ``"fold"`` encodes every channel and stores ``[channels, n_quantizers, frames]``.
+        batch_size: clips per `datasets.map` batch and per encoder call (memory grows with it and with the
+            longest clip of a batch).
+        keep_audio: keep the (undecoded) audio column beside the codes.
+        codes_column: name of the codes column.
+        device: where to run the model; default CUDA when available, else the model's current device.
+
+    Returns:
+        The dataset with ``codes_column`` (int16 ``[n_quantizers, frames]``, see `tokenized_features`) and
+        ``n_frames`` (int32, ``ceil(samples / hop_length)`` at the model's rate).
+    """
+    from datasets import Audio, Dataset, IterableDataset
+
+    if not isinstance(dataset, (Dataset, IterableDataset)):
+        raise ValueError(f"dataset must be a datasets.Dataset or IterableDataset, got {type(dataset).__name__}")
+    if stereo not in STEREO_POLICIES:
+        raise ValueError(f"stereo must be one of {STEREO_POLICIES}, got {stereo!r}")
+    if model.training:
+        raise ValueError("the model is in training mode; call model.eval() before tokenizing")
+    n_codebooks = model.config.n_codebooks
+    if n_quantizers is not None and (isinstance(n_quantizers, bool) or not 1 <= n_quantizers <= n_codebooks):
+        raise ValueError(f"n_quantizers must be between 1 and n_codebooks={n_codebooks}, got {n_quantizers!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    features = dataset.features
+    if features is not None:
+        if audio_column not in features:
+            raise ValueError(f"the dataset has no column {audio_column!r}; its columns are {list(features)}")
+        for name in (codes_column, "n_frames"):
+            if name in features and name != audio_column:
+                raise ValueError(f"the dataset already has a column {name!r}; pick another codes_column or drop it")
+        if isinstance(features[audio_column], Audio):
+            dataset = dataset.cast_column(audio_column, Audio(decode=False))
+            features = dataset.features
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else model.device
+    model.to(device)
+
+    sampling_rate = model.config.sampling_rate
+    codes_dtype = _codes_dtype(model.config.codebook_size)
+
+    def tokenize_batch(batch: dict) -> dict:
+        rows, channel_counts = [], []
+        for record in batch[audio_column]:
+            audio, record_rate = read_audio_record(record)
+            channels = audio_io.resample(_channels(audio, stereo), record_rate, sampling_rate)
+            rows.extend(channels)
+            channel_counts.append(len(channels))
+        codes = [row.cpu().numpy().astype(codes_dtype) for row in encode_clips(model, rows, n_quantizers)]
+        clip_codes, start = [], 0
+        for count in channel_counts:
+            clip_codes.append(np.stack(codes[start : start + count]) if stereo == "fold" else codes[start])
+            start += count
+        return {codes_column: clip_codes, "n_frames": [int(clip.shape[-1]) for clip in clip_codes]}
+
+    removed = [] if keep_audio else [audio_column]
+    output_features = None
+    if features is not None:
+        kept = {name: feature for name, feature in features.items() if name not in removed}
+        output_features = tokenized_features(model.config, stereo, kept, codes_column)
+    map_options = {"batched": True, "batch_size": batch_size, "remove_columns": removed, "features": output_features}
+    if isinstance(dataset, IterableDataset):
+        return dataset.map(tokenize_batch, **map_options)
+    options = {"audio_column": audio_column, "n_quantizers": n_quantizers, "stereo": stereo, "keep": keep_audio}
+    return dataset.map(
+        tokenize_batch,
+        **map_options,
+        new_fingerprint=_fingerprint(dataset, model, {**options, "codes_column": codes_column}),
+        desc="Tokenizing audio",
+    )
+
+
+def _replace_directory(temporary: Path, output_dir: Path) -> None:
+    """Move a finished directory into place; ``output_dir`` must not exist (or be empty)."""
+    try:
+        os.replace(temporary, output_dir)
+    except OSError:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+
+
+def _check_output_dir(output_dir: Path) -> None:
+    if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
+        raise ValueError(f"output directory {output_dir} already exists and is not empty; choose another")
+
+
+def save_tokenized_dataset(dataset: Dataset | IterableDataset, output_dir: str | os.PathLike) -> Dataset:
+    """Write a tokenized dataset with ``save_to_disk`` into a new directory, atomically (a temporary directory
+    beside it is renamed into place when complete); an `IterableDataset` is iterated (and so encoded) here.
+
+    Returns:
+        The saved dataset, as `datasets.load_from_disk(output_dir)` reads it.
+    """
+    from datasets import Dataset, load_from_disk
+
+    output_dir = Path(output_dir)
+    _check_output_dir(output_dir)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    temporary = output_dir.with_name(f".{output_dir.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        if not isinstance(dataset, Dataset):
+            dataset = _materialize(dataset, cache_dir=temporary / "cache")
+        dataset.save_to_disk(str(temporary / "dataset"))
+        _replace_directory(temporary / "dataset", output_dir)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+    return load_from_disk(str(output_dir))
+
+
+def _iterate(dataset: IterableDataset):
+    yield from dataset
+
+
+def _materialize(dataset: IterableDataset, cache_dir: Path) -> Dataset:
+    """Iterate an `IterableDataset` into Arrow files under ``cache_dir``.
+
+    Undecoded `Audio` columns are written as their storage struct and cast back afterwards: writing through
+    the `Audio` feature would call its encoder, which needs torchcodec.
+    """
+    from datasets import Audio, Dataset, Features, Value
+
+    features = dataset.features
+    audio_columns = [name for name, feature in (features or {}).items() if isinstance(feature, Audio)]
+    if features is not None:
+        storage = {"bytes": Value("binary"), "path": Value("string")}
+        features = Features({name: storage if name in audio_columns else feature for name, feature in features.items()})
+    materialized = Dataset.from_generator(
+        _iterate,
+        features=features,
+        gen_kwargs={"dataset": dataset},
+        cache_dir=str(cache_dir),
+        fingerprint=uuid.uuid4().hex,
+    )
+    for name in audio_columns:
+        materialized = materialized.cast_column(name, Audio(decode=False))
+    return materialized
+
+
+def merge_tokenized_shards(shard_dirs: Sequence[str | os.PathLike], output_dir: str | os.PathLike) -> Dataset:
+    """Concatenate datasets saved by `save_tokenized_dataset` (one per process), in the order given, into
+    ``output_dir`` (atomically). With map-style input split by ``split_dataset_by_node`` (contiguous shards),
+    rank order restores the original row order."""
+    from datasets import concatenate_datasets, load_from_disk
+
+    if not shard_dirs:
+        raise ValueError("merge_tokenized_shards needs at least one shard directory")
+    shards = [load_from_disk(str(shard_dir)) for shard_dir in shard_dirs]
+    return save_tokenized_dataset(concatenate_datasets(shards), output_dir)

@@ -1,0 +1,306 @@
+"""Dataset tokenization: batched codes equal per-clip codes, columns, storage, stereo policies, streaming, CLI,
+and `accelerate launch` over two processes."""
+
+import functools
+import io
+import math
+import os
+import socket
+import subprocess
+import sys
+
+import datasets
+import numpy as np
+import pytest
+import soundfile
+import soxr
+import torch
+
+from docs_examples import REPO, run_markdown_examples
+from modeling_dac import DacConfig, DacModel
+from modeling_dac.cli import main as cli_main
+from modeling_dac.tokenization import (
+    encode_clips,
+    merge_tokenized_shards,
+    save_tokenized_dataset,
+    tokenize_dataset,
+    tokenized_features,
+)
+
+RATE = 16000  # the tiny config's rate
+HOP = 320
+
+
+def _tiny_model(seed: int = 0) -> DacModel:
+    """The tiny config with random weights and random biases: with zero biases, padding would leave the
+    encoder's activations at zero and batching could not change a code, making the tests vacuous."""
+    torch.manual_seed(seed)
+    model = DacModel(DacConfig.from_pretrained(REPO / "hub_configs" / "tiny")).eval()
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.endswith("bias"):
+                parameter.normal_(0.0, 0.2)
+    return model
+
+
+@pytest.fixture(scope="module")
+def model():
+    return _tiny_model()
+
+
+@torch.inference_mode()
+def _alone(model: DacModel, clip: np.ndarray, n_quantizers=None) -> torch.Tensor:
+    return model.encode(torch.from_numpy(clip)[None, None], n_quantizers=n_quantizers).audio_codes[0]
+
+
+def _clips(lengths, seed=0):
+    rng = np.random.default_rng(seed)
+    return [(0.3 * rng.standard_normal(length)).astype(np.float32) for length in lengths]
+
+
+@pytest.fixture(scope="module")
+def audio_dir(tmp_path_factory):
+    """Five wavs: 24 kHz (resampled), one stereo, one int16 at 16 kHz, lengths from 0.1 s to 1.3 s."""
+    folder = tmp_path_factory.mktemp("clips")
+    rng = np.random.default_rng(1)
+    specs = [(24000, 1, 0.1), (24000, 2, 1.3), (16000, 1, 0.77), (24000, 1, 0.5), (16000, 2, 0.9)]
+    for index, (rate, channels, seconds) in enumerate(specs):
+        audio = (0.3 * rng.standard_normal((int(rate * seconds), channels))).astype(np.float32)
+        subtype = "PCM_16" if index == 2 else "FLOAT"
+        soundfile.write(folder / f"clip_{index}.wav", audio, rate, subtype=subtype)
+    return folder
+
+
+def _paths(folder):
+    return sorted(str(path) for path in folder.glob("*.wav"))
+
+
+@functools.cache
+def _expected_codes(model, path, stereo="mean"):
+    """What one file should encode to, computed independently: soundfile, channel policy, soxr, encode alone."""
+    audio, rate = soundfile.read(path, dtype="float32", always_2d=True)
+    channels = {"mean": audio.mean(1, keepdims=True), "first": audio[:, :1], "fold": audio}[stereo]
+    rows = [channels[:, c] if rate == RATE else soxr.resample(channels[:, c], rate, RATE, quality="HQ") for c in range(channels.shape[1])]
+    rows = [np.ascontiguousarray(row, dtype=np.float32) for row in rows]
+    codes = torch.stack([_alone(model, row) for row in rows]).numpy()
+    return codes if stereo == "fold" else codes[0]
+
+
+def _dataset(folder):
+    paths = _paths(folder)
+    return datasets.Dataset.from_dict(
+        {"audio": paths, "text": [f"clip {i}" for i in range(len(paths))], "speaker": list(range(len(paths)))}
+    ).cast_column("audio", datasets.Audio(decode=False))
+
+
+# Exact batching
+
+
+def test_batched_codes_equal_codes_alone_for_every_frame(model):
+    # Lengths on both sides of the tail window (W = 17 frames = 5440 samples here: 5120 is 16 frames, 5121 is 17),
+    # hop multiples and not, one sample.
+    lengths = [1, 319, 2813, 5120, 5121, 9000, 15555]
+    clips = _clips(lengths)
+    for n_quantizers, subset in ((None, clips), (2, clips[-2:])):
+        batched = encode_clips(model, subset, n_quantizers=n_quantizers)
+        for clip, codes in zip(subset, batched):
+            alone = _alone(model, clip, n_quantizers)
+            assert codes.shape == alone.shape == (n_quantizers or 4, math.ceil(len(clip) / HOP))
+            assert torch.equal(codes, alone)
+
+
+def test_plain_padded_batch_would_change_the_last_frames(model):
+    """The stitching is needed: padding the short clip to the long one changes codes at its end."""
+    clips = _clips([9000, 33333], seed=3)
+    with torch.inference_mode():
+        padded = torch.zeros(2, 1, 33333)
+        mask = torch.zeros(2, 33333, dtype=torch.long)
+        for row, clip in enumerate(clips):
+            padded[row, 0, : len(clip)] = torch.from_numpy(clip)
+            mask[row, : len(clip)] = 1
+        naive = model.encode(padded, padding_mask=mask).audio_codes[0, :, : math.ceil(9000 / HOP)]
+    alone = _alone(model, clips[0])
+    assert not torch.equal(naive, alone)
+    assert torch.equal(encode_clips(model, clips)[0], alone)
+
+
+def test_encode_clips_rejects_bad_input(model):
+    with pytest.raises(ValueError, match="clip 1 must be non-empty 1-D"):
+        encode_clips(model, [np.zeros(100, np.float32), np.zeros((2, 100), np.float32)])
+    with pytest.raises(ValueError, match="eval mode"):
+        encode_clips(_tiny_model().train(), [np.zeros(100, np.float32)])
+
+
+# tokenize_dataset
+
+
+def test_tokenize_dataset_codes_columns_and_storage(model, audio_dir):
+    dataset = _dataset(audio_dir)
+    tokenized = tokenize_dataset(dataset, model, batch_size=3)
+    assert tokenized.column_names == ["text", "speaker", "audio_codes", "n_frames"]
+    assert tokenized["text"] == dataset["text"] and tokenized["speaker"] == dataset["speaker"]
+    assert str(tokenized.data.column("audio_codes").type) == "list<item: list<item: int16>>"
+    for path, row in zip(_paths(audio_dir), tokenized.with_format("numpy", dtype=None)):
+        expected = _expected_codes(model, path)
+        np.testing.assert_array_equal(row["audio_codes"], expected)
+        assert row["audio_codes"].dtype == np.int16
+        info = soundfile.info(path)
+        assert row["n_frames"] == expected.shape[-1] == math.ceil(round(info.frames * RATE / info.samplerate) / HOP)
+
+
+@pytest.mark.parametrize("stereo", ["first", "fold"])
+def test_stereo_policies(model, audio_dir, stereo):
+    stereo_paths = [path for path in _paths(audio_dir) if soundfile.info(path).channels == 2]
+    dataset = datasets.Dataset.from_dict({"audio": stereo_paths}).cast_column("audio", datasets.Audio(decode=False))
+    tokenized = tokenize_dataset(dataset, model, stereo=stereo)
+    for path, row in zip(stereo_paths, tokenized.with_format("numpy", dtype=None)):
+        expected = _expected_codes(model, path, stereo)
+        assert expected.shape[0] == (2 if stereo == "fold" else 4)
+        np.testing.assert_array_equal(row["audio_codes"], expected)
+        assert row["n_frames"] == expected.shape[-1]
+
+
+def test_codes_do_not_depend_on_the_batch_size(model, audio_dir):
+    dataset = _dataset(audio_dir)
+    one = tokenize_dataset(dataset, model, batch_size=1, n_quantizers=3)
+    five = tokenize_dataset(dataset, model, batch_size=5, n_quantizers=3)
+    assert one["audio_codes"] == five["audio_codes"]
+    assert np.array(one[0]["audio_codes"]).shape[0] == 3
+
+
+def test_streaming_dataset_gives_the_same_codes_and_saves(model, audio_dir, tmp_path):
+    dataset = _dataset(audio_dir)
+    expected = tokenize_dataset(dataset, model, batch_size=2)
+    streamed = tokenize_dataset(dataset.to_iterable_dataset(num_shards=2), model, batch_size=2, keep_audio=True)
+    assert isinstance(streamed, datasets.IterableDataset)
+    saved = save_tokenized_dataset(streamed, tmp_path / "out")
+    assert saved.column_names == ["audio", "text", "speaker", "audio_codes", "n_frames"]
+    assert saved["audio_codes"] == expected["audio_codes"]
+    assert saved["n_frames"] == expected["n_frames"]
+    with pytest.raises(ValueError, match="already exists and is not empty"):
+        save_tokenized_dataset(expected, tmp_path / "out")
+    assert [path.name for path in tmp_path.iterdir()] == ["out"]  # no temporary directory left behind
+
+
+def test_records_as_bytes_paths_and_arrays(model, audio_dir):
+    paths = _paths(audio_dir)[:2]
+    audio, rate = soundfile.read(paths[1], dtype="float32", always_2d=True)
+    buffer = io.BytesIO()
+    soundfile.write(buffer, audio, rate, format="WAV", subtype="FLOAT")
+    records = [
+        {"bytes": buffer.getvalue(), "path": None},
+        {"bytes": None, "path": paths[0]},
+    ]
+    dataset = datasets.Dataset.from_dict({"audio": records}).cast_column("audio", datasets.Audio(decode=False))
+    tokenized = tokenize_dataset(dataset, model)
+    np.testing.assert_array_equal(np.array(tokenized[0]["audio_codes"]), _expected_codes(model, paths[1]))
+    np.testing.assert_array_equal(np.array(tokenized[1]["audio_codes"]), _expected_codes(model, paths[0]))
+    # Decoded arrays (e.g. a column built in memory) work too.
+    arrays = datasets.Dataset.from_dict({"sound": [{"array": audio.T.tolist(), "sampling_rate": rate}]})
+    codes = tokenize_dataset(arrays, model, audio_column="sound")[0]["audio_codes"]
+    np.testing.assert_array_equal(np.array(codes), _expected_codes(model, paths[1]))
+
+
+def test_tokenize_dataset_errors(model, audio_dir):
+    dataset = _dataset(audio_dir)
+    with pytest.raises(ValueError, match="stereo must be one of"):
+        tokenize_dataset(dataset, model, stereo="left")
+    with pytest.raises(ValueError, match="no column 'sound'"):
+        tokenize_dataset(dataset, model, audio_column="sound")
+    with pytest.raises(ValueError, match="n_quantizers must be between 1 and n_codebooks=4"):
+        tokenize_dataset(dataset, model, n_quantizers=5)
+    with pytest.raises(ValueError, match="already has a column 'text'"):
+        tokenize_dataset(dataset, model, codes_column="text")
+    with pytest.raises(ValueError, match="training mode"):
+        tokenize_dataset(dataset, _tiny_model().train())
+
+
+def test_int32_storage_above_int16_range():
+    big = DacConfig(codebook_size=65536)
+    small = DacConfig(codebook_size=32768)
+    assert str(tokenized_features(big)["audio_codes"].feature.feature.dtype) == "int32"
+    assert str(tokenized_features(small)["audio_codes"].feature.feature.dtype) == "int16"
+
+
+def test_merge_shards_keeps_rank_order(model, audio_dir, tmp_path):
+    from datasets.distributed import split_dataset_by_node
+
+    dataset = _dataset(audio_dir)
+    shards = []
+    for rank in range(2):
+        shard = split_dataset_by_node(dataset, rank=rank, world_size=2)
+        shards.append(tmp_path / f"shard{rank}")
+        save_tokenized_dataset(tokenize_dataset(shard, model), shards[-1])
+    merged = merge_tokenized_shards(shards, tmp_path / "merged")
+    assert merged["text"] == dataset["text"]
+    assert merged["audio_codes"] == tokenize_dataset(dataset, model)["audio_codes"]
+
+
+# CLI
+
+
+@pytest.fixture(scope="module")
+def saved_model(model, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("model")
+    model.save_pretrained(folder)
+    return folder
+
+
+def test_cli_on_a_folder(saved_model, audio_dir, tmp_path, model, capsys):
+    status = cli_main(["tokenize", str(audio_dir), str(tmp_path / "out"), "--model", str(saved_model), "--batch-size", "2"])
+    assert status == 0
+    assert "Tokenized 5 clips" in capsys.readouterr().out
+    result = datasets.load_from_disk(str(tmp_path / "out"))
+    assert result.column_names == ["audio_codes", "n_frames"]
+    for path, codes in zip(_paths(audio_dir), result["audio_codes"]):
+        np.testing.assert_array_equal(np.array(codes), _expected_codes(model, path))
+    # The output directory is never overwritten.
+    status = cli_main(["tokenize", str(audio_dir), str(tmp_path / "out"), "--model", str(saved_model)])
+    assert status == 1
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_cli_on_parquet_keeps_columns_and_pushes(saved_model, audio_dir, tmp_path, model, monkeypatch):
+    records = [{"bytes": open(path, "rb").read(), "path": os.path.basename(path)} for path in _paths(audio_dir)[:2]]
+    table = datasets.Dataset.from_dict({"audio": records, "text": [f"t{i}" for i in range(len(records))]})
+    table.cast_column("audio", datasets.Audio(decode=False)).to_parquet(str(tmp_path / "data.parquet"))
+    pushed = {}
+    monkeypatch.setattr(
+        datasets.Dataset, "push_to_hub", lambda self, repo, **kwargs: pushed.update(repo=repo, rows=self.to_dict())
+    )
+    argv = ["tokenize", str(tmp_path / "data.parquet"), str(tmp_path / "out"), "--model", str(saved_model)]
+    assert cli_main(argv + ["--stereo", "fold", "--n-quantizers", "2", "--push-to-hub", "me/tokens"]) == 0
+    result = datasets.load_from_disk(str(tmp_path / "out"))
+    assert result.column_names == ["text", "audio_codes", "n_frames"]
+    assert result["text"] == [f"t{i}" for i in range(len(records))]
+    expected = _expected_codes(model, _paths(audio_dir)[1], stereo="fold")[:, :2]
+    np.testing.assert_array_equal(np.array(result[1]["audio_codes"]), expected)
+    assert pushed == {"repo": "me/tokens", "rows": result.to_dict()}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_accelerate_launch_two_processes_equals_one(saved_model, audio_dir, tmp_path, model):
+    accelerate = [sys.executable, "-m", "accelerate.commands.launch"]
+    options = ["--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no"]
+    options += ["--dynamo_backend", "no", "--main_process_port", str(_free_port())]
+    command = ["-m", "modeling_dac.cli", "tokenize", str(audio_dir), str(tmp_path / "out"), "--model", str(saved_model)]
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    completed = subprocess.run(
+        accelerate + options + command + ["--cpu"], env=environment, capture_output=True, text=True, timeout=300
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "with 2 process(es)" in completed.stdout
+    result = datasets.load_from_disk(str(tmp_path / "out"))
+    for path, codes in zip(_paths(audio_dir), result["audio_codes"]):
+        np.testing.assert_array_equal(np.array(codes), _expected_codes(model, path))
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out"]  # shards merged and removed
+
+
+def test_docs_page_examples_run(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    run_markdown_examples(REPO / "docs" / "tokenize.md")
