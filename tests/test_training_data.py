@@ -18,7 +18,7 @@ from training.data import (
     build_datasets,
     build_training_dataloader,
     crop_loudness,
-    load_audio_dataset,
+    load_source,
     shift_phase,
 )
 
@@ -59,7 +59,7 @@ def test_source_spec_parsing():
 
 
 def test_local_folder_and_parquet_sources(tmp_path, tones):
-    folder_dataset = load_audio_dataset(DacDatasetSource(str(tones[0].parent)))
+    folder_dataset = load_source(DacDatasetSource(str(tones[0].parent)))
     assert folder_dataset.column_names == ["audio"]
     assert [Path(row["audio"]["path"]).name for row in folder_dataset] == [path.name for path in tones]
 
@@ -68,13 +68,13 @@ def test_local_folder_and_parquet_sources(tmp_path, tones):
         {"speech": [{"bytes": path.read_bytes(), "path": path.name} for path in tones], "text": ["x"] * len(tones)}
     )
     table.to_parquet(tmp_path / "clips.parquet")
-    parquet = load_audio_dataset(DacDatasetSource(str(tmp_path / "clips.parquet"), column="speech"))
+    parquet = load_source(DacDatasetSource(str(tmp_path / "clips.parquet"), column="speech"))
     assert parquet.column_names == ["audio"]
     assert parquet[2]["audio"]["bytes"] == tones[2].read_bytes()
     with pytest.raises(ValueError, match="has no column 'voice'"):
-        load_audio_dataset(DacDatasetSource(str(tmp_path / "clips.parquet"), column="voice"))
+        load_source(DacDatasetSource(str(tmp_path / "clips.parquet"), column="voice"))
 
-    streamed = load_audio_dataset(DacDatasetSource(str(tones[0].parent)), streaming=True)
+    streamed = load_source(DacDatasetSource(str(tones[0].parent)), streaming=True)
     assert len(list(streamed)) == len(tones)
 
 
@@ -136,7 +136,7 @@ def _batches(loader, count):
 
 
 def test_batches_do_not_depend_on_workers_processes_or_resumption(tones):
-    records = load_audio_dataset(DacDatasetSource(str(tones[0].parent)))
+    records = load_source(DacDatasetSource(str(tones[0].parent)))
     cropper = DacAudioCropper(sampling_rate=16000, num_samples=2048)
     reference = _batches(build_training_dataloader(records, cropper, seed=3, per_process_batch_size=4), 4)
     assert reference[0]["audio"].shape == (4, 1, 2048)
@@ -161,7 +161,7 @@ def test_batches_do_not_depend_on_workers_processes_or_resumption(tones):
 def test_unusable_records_are_replaced_and_counted(tmp_path, tones):
     sf.write(tmp_path / "tones" / "zz_silent.wav", np.zeros(16000, np.float32), 16000)
     (tmp_path / "tones" / "zz_broken.wav").write_bytes(b"garbage")
-    records = load_audio_dataset(DacDatasetSource(str(tmp_path / "tones")))
+    records = load_source(DacDatasetSource(str(tmp_path / "tones")))
     loader = build_training_dataloader(records, DacAudioCropper(16000, 2048), seed=0, per_process_batch_size=8)
     batches = _batches(loader, 6)
     assert all(batch["audio"].shape == (8, 1, 2048) for batch in batches)
@@ -173,14 +173,14 @@ def test_unusable_records_are_replaced_and_counted(tmp_path, tones):
 
 def test_all_short_data_fails_with_a_clear_message(tmp_path):
     write_tone_folder(tmp_path / "short", count=2, seconds=0.05)
-    records = load_audio_dataset(DacDatasetSource(str(tmp_path / "short")))
+    records = load_source(DacDatasetSource(str(tmp_path / "short")))
     loader = build_training_dataloader(records, DacAudioCropper(16000, 2048), seed=0, per_process_batch_size=1)
     with pytest.raises(RuntimeError, match="shorter than 0.13 s"):
         next(iter(loader))
 
 
 def test_streamed_batches_resume_exactly_and_do_not_depend_on_workers(tones):
-    records = load_audio_dataset(DacDatasetSource(str(tones[0].parent)), streaming=True)
+    records = load_source(DacDatasetSource(str(tones[0].parent)), streaming=True)
     cropper = DacAudioCropper(sampling_rate=16000, num_samples=2048)
     # 5 batches of 2 from 6 records: the stream is read through 2 epochs, reshuffled in between.
     reference = _batches(build_training_dataloader(records, cropper, 0, 2, shuffle_buffer_size=4), 5)
@@ -195,7 +195,7 @@ def test_streamed_batches_resume_exactly_and_do_not_depend_on_workers(tones):
 
 def test_streamed_unusable_records_are_replaced_within_the_batch(tmp_path, tones):
     sf.write(tmp_path / "tones" / "zz_silent.wav", np.zeros(16000, np.float32), 16000)
-    records = load_audio_dataset(DacDatasetSource(str(tmp_path / "tones")), streaming=True)
+    records = load_source(DacDatasetSource(str(tmp_path / "tones")), streaming=True)
     batches = _batches(build_training_dataloader(records, DacAudioCropper(16000, 2048), 0, 7), 3)
     assert all(batch["audio"].shape == (7, 1, 2048) for batch in batches)
     assert sum(batch["skipped_silent"] for batch in batches) == 3  # once per pass over the 7 records
@@ -228,7 +228,7 @@ def test_validation_is_held_out_and_sources_take_turns(tmp_path):
 
 
 def test_validation_crops_are_fixed(tones):
-    records = load_audio_dataset(DacDatasetSource(str(tones[0].parent)))
+    records = load_source(DacDatasetSource(str(tones[0].parent)))
     dataset = DacValidationDataset(records, DacAudioCropper(16000, 4096), seed=0)
     first, again = dataset[1], dataset[1]
     assert torch.equal(first["audio"], again["audio"]) and first["audio"].shape == (1, 4096)

@@ -77,8 +77,9 @@ def save_checkpoint(accelerator: Accelerator, output_dir: str | Path, step: int,
     target = output_dir / f"checkpoint-{step}"
     temporary = output_dir / f".incomplete-checkpoint-{step}"
     if accelerator.is_main_process:
-        shutil.rmtree(temporary, ignore_errors=True)
         output_dir.mkdir(parents=True, exist_ok=True)
+        for leftover in [*output_dir.glob(".incomplete-checkpoint-*"), *output_dir.glob(".deleting-checkpoint-*")]:
+            shutil.rmtree(leftover)  # what an earlier, killed run left half-written or half-deleted
     accelerator.wait_for_everyone()
     accelerator.save_state(str(temporary))
     accelerator.wait_for_everyone()

@@ -146,7 +146,6 @@ class DacDataArguments:
     shuffle_buffer_size: int = field(
         default=1000, metadata={"help": "Records held to shuffle a streamed dataset (held in memory, bytes included)."}
     )
-    cache_dir: str | None = field(default=None, metadata={"help": "Hugging Face datasets cache folder."})
 
     def __post_init__(self):
         if self.sample_duration <= 0 or self.validation_duration <= 0:

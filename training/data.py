@@ -1,4 +1,4 @@
-"""Training data: Hugging Face datasets (hub, local folders, parquet; regular or streaming) to batches of crops.
+"""Training data: Hugging Face datasets (hub, local folders, parquet, saved datasets; regular or streaming) to crops.
 
 Audio is read with `Audio(decode=False)` and soundfile (torchcodec is not needed), mixed to mono, resampled with
 soxr, cropped at random where it is loud enough, normalised to -16 LUFS (pyloudnorm) and phase-rotated at random,
@@ -9,7 +9,6 @@ Every random choice for training example `n` comes from a generator seeded with 
 a step do not depend on DataLoader workers, and a resumed run sees exactly the examples an uninterrupted run saw.
 """
 
-import glob
 import io
 import itertools
 import logging
@@ -18,15 +17,15 @@ import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import soundfile
 import torch
-from datasets import Audio, Dataset, IterableDataset, interleave_datasets, load_dataset
+from datasets import Dataset, IterableDataset, interleave_datasets
 from datasets.distributed import split_dataset_by_node
 
 from modeling_dac import audio as audio_io
+from modeling_dac.audio_datasets import load_audio_dataset
 
 __all__ = [
     "SKIP_REASONS",
@@ -39,7 +38,7 @@ __all__ = [
     "build_training_dataloader",
     "collate_examples",
     "crop_loudness",
-    "load_audio_dataset",
+    "load_source",
     "shift_phase",
 ]
 
@@ -81,58 +80,11 @@ class DacDatasetSource:
         return cls(source=source, **values)
 
 
-def _local_audio_files(folder: Path) -> list[str]:
-    files = sorted(
-        str(path) for path in folder.rglob("*") if path.is_file() and path.suffix.lower() in audio_io.AUDIO_EXTENSIONS
+def load_source(source: DacDatasetSource, streaming: bool = False) -> Dataset | IterableDataset:
+    """One `--dataset` entry as a dataset with a single column `audio` of undecoded `{"bytes", "path"}` records."""
+    return load_audio_dataset(
+        source.source, split=source.split, name=source.name, column=source.column, streaming=streaming
     )
-    if not files:
-        raise ValueError(f"No audio files ({', '.join(audio_io.AUDIO_EXTENSIONS)}) under {folder}.")
-    return files
-
-
-def _audio_column(dataset: Dataset | IterableDataset, requested: str | None, source: str) -> str:
-    features = dataset.features or {}
-    if requested is not None:
-        if requested not in features:
-            raise ValueError(f"Dataset {source} has no column {requested!r}; its columns are {list(features)}.")
-        return requested
-    audio_columns = [name for name, feature in features.items() if isinstance(feature, Audio)]
-    if audio_columns:
-        return audio_columns[0]
-    if "audio" in features:
-        return "audio"
-    raise ValueError(f"Dataset {source} has no Audio column (columns: {list(features)}); name one with column=.")
-
-
-def load_audio_dataset(
-    source: DacDatasetSource, streaming: bool = False, cache_dir: str | None = None
-) -> Dataset | IterableDataset:
-    """
-    Load one source as a dataset with a single column `audio` holding `{"bytes", "path"}` records
-    (`Audio(decode=False)`): a local folder of audio files, a parquet file, folder of parquet files or glob,
-    or a Hugging Face hub dataset id.
-    """
-    path = Path(source.source)
-    if path.is_dir() and not list(path.glob("**/*.parquet")):
-        dataset = Dataset.from_dict({"audio": _local_audio_files(path)})
-        if streaming:
-            dataset = dataset.to_iterable_dataset(num_shards=min(len(dataset), 64))
-    elif source.source.endswith(".parquet") or path.is_dir():
-        data_files = str(path / "**" / "*.parquet") if path.is_dir() else source.source
-        if not glob.glob(data_files, recursive=True):
-            raise ValueError(f"No parquet file matches {data_files}.")
-        dataset = load_dataset(
-            "parquet", data_files=data_files, split=source.split, streaming=streaming, cache_dir=cache_dir
-        )
-    else:
-        dataset = load_dataset(
-            source.source, source.name, split=source.split, streaming=streaming, cache_dir=cache_dir
-        )
-    column = _audio_column(dataset, source.column, source.source)
-    dataset = dataset.select_columns([column])
-    if column != "audio":
-        dataset = dataset.rename_column(column, "audio")
-    return dataset.cast_column("audio", Audio(decode=False))
 
 
 def _mix(datasets: list, weights: list[float], seed: int) -> Dataset | IterableDataset:
@@ -151,11 +103,11 @@ def build_datasets(data_args, seed: int) -> tuple[Dataset | IterableDataset, Dat
     if not data_args.dataset:
         raise ValueError("No training data: pass --dataset (a hub id, a folder of audio files or parquet).")
     sources = [DacDatasetSource.parse(spec) for spec in data_args.dataset]
-    datasets = [load_audio_dataset(source, data_args.streaming, data_args.cache_dir) for source in sources]
+    datasets = [load_source(source, data_args.streaming) for source in sources]
     held_out = data_args.num_validation_examples
     if data_args.validation_dataset:
         validation_sources = [DacDatasetSource.parse(spec) for spec in data_args.validation_dataset]
-        validation = [load_audio_dataset(source, data_args.streaming, data_args.cache_dir) for source in validation_sources]
+        validation = [load_source(source, data_args.streaming) for source in validation_sources]
         validation_records = _first_records(_mix(validation, [s.weight for s in validation_sources], seed), held_out)
     else:
         first = datasets[0]

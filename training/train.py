@@ -14,7 +14,6 @@ if __package__ in (None, ""):  # run as a script from a checkout: make `training
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import logging
-import math
 import time
 
 import numpy as np

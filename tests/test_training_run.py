@@ -1,0 +1,102 @@
+"""End-to-end training runs on CPU with the tiny recipe: outputs, logging, exact resumption, NaN handling."""
+
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from test_training_data import write_tone_folder
+
+from modeling_dac import DacModel
+from training.discriminator import DacDiscriminator
+from training.train import main
+
+TINY = str(Path(__file__).resolve().parents[1] / "training" / "configs" / "tiny.yaml")
+
+
+def train(dataset: Path, output_dir: Path, *flags: str):
+    main(["--config", TINY, "--dataset", str(dataset), "--output_dir", str(output_dir), "--logging_steps", "1", *flags])
+
+
+def read_events(output_dir: Path) -> tuple[dict[str, dict[int, float]], set[str], set[str]]:
+    """Scalars by tag and step, and the audio and image tags, from every TensorBoard event file of a run."""
+    scalars, audio, images = {}, set(), set()
+    for events in sorted((output_dir / "logs").rglob("events.out.tfevents.*")):
+        accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0, "audio": 0, "images": 0})
+        accumulator.Reload()
+        for tag in accumulator.Tags()["scalars"]:
+            for event in accumulator.Scalars(tag):
+                scalars.setdefault(tag, {})[event.step] = event.value
+        audio.update(accumulator.Tags()["audio"])
+        images.update(accumulator.Tags()["images"])
+    return scalars, audio, images
+
+
+@pytest.fixture(scope="module")
+def tones(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("data") / "tones"
+    write_tone_folder(folder, count=8)
+    return folder
+
+
+def test_few_steps_end_to_end(tmp_path, tones):
+    output = tmp_path / "run"
+    train(tones, output, "--max_steps", "6", "--save_steps", "3", "--eval_steps", "3", "--sample_steps", "3",
+          "--save_total_limit", "1")
+
+    assert sorted(p.name for p in output.iterdir()) == ["best", "checkpoint-6", "final", "logs"]
+    weights = load_file(output / "final" / "model.safetensors")
+    assert not any("parametrizations" in key for key in weights)
+    model = DacModel.from_pretrained(output / "final").eval()
+    assert (model.config.n_codebooks, model.config.sampling_rate) == (4, 16000)
+    audio = torch.sin(torch.arange(4096) / 10.0)[None, None] * 0.3
+    assert torch.isfinite(model(audio).audio_values).all()
+    DacDiscriminator.from_pretrained(output / "final" / "discriminator")
+    DacModel.from_pretrained(output / "best")
+
+    scalars, audio_tags, image_tags = read_events(output)
+    for tag in ("loss/mel", "loss/generator", "loss/discriminator", "loss/adversarial", "loss/feature_matching",
+                "loss/commitment", "loss/codebook", "loss/stft", "grad_norm/generator", "grad_norm/discriminator",
+                "lr/generator", "perf/steps_per_second", "data/skipped_silent"):
+        assert sorted(scalars[tag]) == [1, 2, 3, 4, 5, 6], tag
+    assert scalars["lr/generator"][6] == pytest.approx(1e-3 * 0.999996**6, rel=1e-6)
+    for tag in ("validation/mel_distance", "validation/stft_distance", "validation/si_sdr"):
+        assert sorted(scalars[tag]) == [3, 6]
+    assert {"samples/0/reconstruction", "samples/0/original"} <= audio_tags
+    assert "samples/0/mel" in image_tags
+
+
+def test_resumed_run_matches_uninterrupted_run(tmp_path, tones):
+    flags = ["--save_steps", "4", "--eval_steps", "4", "--sample_steps", "4", "--report_to", "tensorboard"]
+    train(tones, tmp_path / "whole", "--max_steps", "8", *flags)
+    train(tones, tmp_path / "split", "--max_steps", "4", *flags)
+    # A run killed while writing its next checkpoint leaves only a temporary folder, which resuming ignores.
+    (tmp_path / "split" / ".incomplete-checkpoint-8").mkdir()
+    (tmp_path / "split" / ".incomplete-checkpoint-8" / "model.safetensors").write_bytes(b"truncated")
+    train(tones, tmp_path / "split", "--max_steps", "8", "--resume", *flags)
+
+    whole, _, _ = read_events(tmp_path / "whole")
+    split, _, _ = read_events(tmp_path / "split")
+    for tag in ("loss/mel", "loss/generator", "loss/discriminator", "loss/codebook", "grad_norm/generator"):
+        for step in range(1, 9):
+            assert split[tag][step] == pytest.approx(whole[tag][step], rel=1e-6, abs=1e-7), (tag, step)
+    assert split["validation/mel_distance"][8] == pytest.approx(whole["validation/mel_distance"][8], rel=1e-6)
+    final_whole = load_file(tmp_path / "whole" / "final" / "model.safetensors")
+    final_split = load_file(tmp_path / "split" / "final" / "model.safetensors")
+    for key, value in final_whole.items():
+        torch.testing.assert_close(final_split[key], value, rtol=1e-6, atol=1e-7)
+
+
+def test_repeated_nan_losses_stop_the_run_with_the_step(tmp_path, tones, caplog):
+    model_dir = tmp_path / "nan_model"
+    train(tones, tmp_path / "seed_run", "--max_steps", "1", "--report_to", "none")
+    model = DacModel.from_pretrained(tmp_path / "seed_run" / "final")
+    with torch.no_grad():
+        model.decoder.conv2.bias.fill_(float("nan"))
+    model.save_pretrained(model_dir)
+    with caplog.at_level(logging.WARNING), pytest.raises(RuntimeError, match="Stopping at step 3: 3 steps in a row"):
+        train(tones, tmp_path / "nan_run", "--init_from", str(model_dir), "--max_steps", "10",
+              "--max_consecutive_nonfinite_steps", "3", "--report_to", "none")
+    assert "Step 1: skipped the discriminator and generator updates: non-finite discriminator loss" in caplog.text
