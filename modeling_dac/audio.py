@@ -14,6 +14,7 @@ from .atomic import atomic_write_path
 
 __all__ = [
     "AUDIO_EXTENSIONS",
+    "LoudnessMeter",
     "integrated_loudness",
     "load_audio",
     "normalize_loudness",
@@ -100,3 +101,93 @@ def normalize_loudness(audio: np.ndarray, sampling_rate: int, target_lufs: float
         return audio, loudness
     gain = 10.0 ** ((target_lufs - loudness) / 20.0)
     return (audio * gain).astype(np.float32), loudness
+
+
+class LoudnessMeter:
+    """
+    Integrated loudness of audio that arrives in blocks, in memory independent of its length: the value
+    `integrated_loudness` gives for the whole signal (same K-weighting filters, 400 ms gating blocks at 100 ms
+    steps, gates and channel weights as pyloudnorm), for files too long to hold in memory. The result does not
+    depend on how the audio is cut into blocks, to the last bit.
+
+    Feed `(channels, samples)` blocks to `update`, then read `integrated_loudness()` once at the end.
+    """
+
+    _BLOCK_SECONDS = 0.4
+    _STEP = 0.25  # of a block: 75% overlap
+    _CHANNEL_WEIGHTS = (1.0, 1.0, 1.0, 1.41, 1.41)  # BS.1770: L, R, C, Ls, Rs
+
+    def __init__(self, sampling_rate: int, channels: int):
+        import pyloudnorm
+
+        if not 1 <= channels <= len(self._CHANNEL_WEIGHTS):
+            raise ValueError(f"loudness is defined for 1 to 5 channels (BS.1770), got {channels}.")
+        self.sampling_rate = sampling_rate
+        self.channels = channels
+        # The meter's own filter stages, so the weighting is exactly pyloudnorm's.
+        self._filters = list(pyloudnorm.Meter(sampling_rate)._filters.values())
+        self._filter_states = [np.zeros((channels, max(len(stage.a), len(stage.b)) - 1)) for stage in self._filters]
+        self._samples = 0
+        # Energy of the filtered signal between consecutive 100 ms gating-block boundaries, per channel (a block
+        # is four consecutive segments), and the filtered samples of the segment not yet complete.
+        self._segment_energy: list[np.ndarray] = []
+        self._open_segment: list[np.ndarray] = []
+
+    def _boundary(self, index: int) -> int:
+        # The block start pyloudnorm computes, float expression included, so the blocks coincide sample for sample.
+        return int(self._BLOCK_SECONDS * (index * self._STEP) * self.sampling_rate)
+
+    def _close_segment(self) -> None:
+        pieces = np.concatenate(self._open_segment, axis=-1) if self._open_segment else np.zeros((self.channels, 0))
+        self._segment_energy.append(np.sum(np.square(pieces), axis=-1))
+        self._open_segment = []
+
+    def update(self, audio: np.ndarray) -> None:
+        """Add the next `(channels, samples)` block of float audio."""
+        import scipy.signal
+
+        audio = np.asarray(audio, dtype=np.float64)
+        if audio.ndim != 2 or audio.shape[0] != self.channels:
+            raise ValueError(f"expected a ({self.channels}, samples) block, got shape {audio.shape}.")
+        for index, stage in enumerate(self._filters):
+            audio, self._filter_states[index] = scipy.signal.lfilter(
+                stage.b, stage.a, audio, axis=-1, zi=self._filter_states[index]
+            )
+            audio = stage.passband_gain * audio
+        position, end = self._samples, self._samples + audio.shape[-1]
+        while position < end:
+            segment_end = self._boundary(len(self._segment_energy) + 1)
+            stop = min(end, segment_end)
+            self._open_segment.append(audio[:, position - self._samples : stop - self._samples])
+            position = stop
+            if position == segment_end:
+                self._close_segment()
+        self._samples = end
+
+    def integrated_loudness(self) -> float:
+        """Integrated loudness in LUFS of everything fed so far; -inf for silence. Call once, at the end."""
+        block = int(self._BLOCK_SECONDS * self.sampling_rate)
+        if self._samples < block:  # as `integrated_loudness`: short clips are measured zero-padded to one block
+            self.update(np.zeros((self.channels, block - self._samples)))
+        if self._open_segment:
+            self._close_segment()
+        duration = self._samples / self.sampling_rate
+        n_blocks = int(np.round((duration - self._BLOCK_SECONDS) / (self._BLOCK_SECONDS * self._STEP))) + 1
+        segments = np.zeros((n_blocks + 3, self.channels))
+        available = min(len(self._segment_energy), n_blocks + 3)
+        segments[:available] = self._segment_energy[:available]
+        block_energy = (1.0 / (self._BLOCK_SECONDS * self.sampling_rate)) * (
+            segments[:-3] + segments[1:-2] + segments[2:-1] + segments[3:]
+        )  # (blocks, channels)
+        weights = np.array(self._CHANNEL_WEIGHTS[: self.channels])
+        with np.errstate(divide="ignore"):
+            block_loudness = -0.691 + 10.0 * np.log10(block_energy @ weights)
+        loudness = -np.inf
+        gate = block_loudness >= -70.0
+        for _ in range(2):  # absolute gate, then absolute and relative gates
+            if not gate.any():
+                return -np.inf
+            with np.errstate(divide="ignore"):
+                loudness = -0.691 + 10.0 * np.log10(block_energy[gate].mean(axis=0) @ weights)
+            gate = (block_loudness > loudness - 10.0) & (block_loudness > -70.0)
+        return float(loudness)

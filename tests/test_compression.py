@@ -1,0 +1,245 @@
+"""compress / decompress (arrays) and compress_file / decompress_file (block by block, bounded memory)."""
+
+import tracemalloc
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from docs_examples import REPO, run_markdown_examples
+from modeling_dac import DacConfig, DacFile, DacModel
+from modeling_dac.audio import LoudnessMeter, integrated_loudness, resample
+from modeling_dac.compression import TARGET_LOUDNESS, compress, compress_file, decompress, decompress_file
+from modeling_dac.dac_file import DacFileMetadata
+from test_windowing import one_thread, random_model, whole_decode, whole_encode  # noqa: F401
+
+
+def music_like(channels: int, samples: int, sampling_rate: int, seed: int = 0) -> np.ndarray:
+    """Tones and noise with a level that changes over time, different per channel: float32 (channels, samples)."""
+    rng = np.random.default_rng(seed)
+    time_axis = np.arange(samples) / sampling_rate
+    audio = [
+        (0.05 + 0.2 * channel) * (1.2 + np.sin(2 * np.pi * 0.7 * time_axis))
+        * (np.sin(2 * np.pi * (330 + 110 * channel) * time_axis) + 0.3 * rng.standard_normal(samples))
+        for channel in range(channels)
+    ]
+    return np.stack(audio).astype(np.float32)
+
+
+def test_stereo_round_trip_keeps_channels_length_and_codes():
+    model = random_model("44khz")
+    audio = music_like(2, 20 * 512 + 100, 44100)
+    dac_file = compress(model, audio, 44100, window_duration=18 / model.config.frame_rate)
+    metadata = dac_file.metadata
+    assert (metadata.channels, metadata.original_length, metadata.sample_rate) == (2, audio.shape[1], 44100)
+    assert metadata.loudness is None and metadata.padding and metadata.chunk_length is None
+    assert np.array_equal(dac_file.codes, whole_encode(model, torch.from_numpy(audio)).numpy())
+
+    decoded = decompress(model, dac_file, window_duration=22 / model.config.frame_rate)
+    assert decoded.shape == audio.shape and decoded.dtype == np.float32
+    expected = whole_decode(model, torch.from_numpy(dac_file.codes))[:, : audio.shape[1]].numpy()
+    assert np.abs(decoded - expected).max() < 1e-4
+    assert np.abs(model.decompress(dac_file) - decoded).max() < 1e-4  # DacModel.decompress delegates here
+
+
+def test_other_rates_are_resampled_and_come_back_at_the_original_rate_and_length():
+    model = random_model("24khz")  # runs at 24 kHz
+    audio = music_like(1, 44100 + 7, 44100)
+    dac_file = model.compress(audio[0], 44100)  # mono (samples,) input
+    assert dac_file.metadata.sample_rate == 44100 and dac_file.metadata.original_length == 44107
+    at_model_rate = resample(audio, 44100, 24000)
+    assert np.array_equal(dac_file.codes, whole_encode(model, torch.from_numpy(at_model_rate)).numpy())
+    decoded = decompress(model, dac_file)
+    assert decoded.shape == (1, 44107)
+    expected = resample(whole_decode(model, torch.from_numpy(dac_file.codes)).numpy(), 24000, 44100)[:, :44107]
+    assert np.abs(decoded - expected).max() < 1e-4
+
+
+def test_integer_pcm_and_fewer_quantizers():
+    model = random_model("44khz")
+    audio = (music_like(1, 9000, 44100) * 32767).astype(np.int16)
+    dac_file = compress(model, audio, 44100, n_quantizers=2)
+    assert dac_file.codes.shape == (1, 2, 18) and dac_file.metadata.n_codebooks == 2
+    expected = whole_encode(model, torch.from_numpy(audio / np.float32(32768.0)).float(), n_quantizers=2)
+    assert np.array_equal(dac_file.codes, expected.numpy())
+    assert decompress(model, dac_file).shape == (1, 9000)
+
+
+def test_loudness_is_normalised_stored_and_restored():
+    model = random_model("24khz")
+    audio = music_like(2, 2 * 48000, 48000) * 0.3
+    loudness = integrated_loudness(audio, 48000)
+    dac_file = compress(model, audio, 48000, normalize_loudness=True)
+    assert dac_file.metadata.loudness == pytest.approx(loudness, abs=1e-9)
+    gain = 10 ** ((TARGET_LOUDNESS - loudness) / 20)
+    assert np.abs(audio).max() * gain < 1  # no peak limiting in this case: the gain is the plain one
+    normalised = torch.from_numpy(resample(audio * np.float32(gain), 48000, 24000))
+    assert np.array_equal(dac_file.codes, whole_encode(model, normalised).numpy())
+    decoded = decompress(model, dac_file)
+    assert integrated_loudness(decoded, 48000) == pytest.approx(loudness, abs=0.01)
+
+
+def test_loudness_normalisation_keeps_the_peak_within_one_and_skips_silence():
+    model = random_model("44khz")
+    spiky = music_like(1, 44100, 44100) * 0.01
+    spiky[0, 1000] = 0.9  # quiet, so the -16 LUFS gain would push this peak far above 1
+    dac_file = compress(model, spiky, 44100, normalize_loudness=True)
+    scaled = torch.from_numpy(spiky * (1.0 / 0.9))  # scaled so that the peak lands on 1.0
+    assert np.array_equal(dac_file.codes, whole_encode(model, scaled).numpy())
+    silent = compress(model, np.zeros((1, 5000), np.float32), 44100, normalize_loudness=True)
+    assert silent.metadata.loudness is None
+
+
+@pytest.mark.parametrize(
+    "audio, sampling_rate, message",
+    [
+        (np.zeros((2, 0), np.float32), 44100, "empty"),
+        (np.full((1, 100), np.nan, np.float32), 44100, "NaN"),
+        (np.zeros((1000, 2), np.float32), 44100, "more channels than samples"),
+        (np.zeros((1, 2, 100), np.float32), 44100, "shape"),
+        (np.zeros((1, 100), np.float32), 0, "sampling_rate"),
+        ("audio.wav", 44100, "numpy array"),
+    ],
+)
+def test_bad_input_is_a_clear_error(audio, sampling_rate, message):
+    with pytest.raises(ValueError, match=message):
+        compress(random_model("44khz"), audio, sampling_rate)
+
+
+def test_a_model_that_does_not_match_is_refused(tmp_path):
+    dac_file = compress(random_model("44khz"), music_like(1, 3000, 44100), 44100)
+    with pytest.raises(ValueError, match="cannot be decoded with this model"):
+        decompress(random_model("24khz"), dac_file)
+    dac_file.save(tmp_path / "clip.dac")
+    with pytest.raises(ValueError, match="cannot be decoded with this model"):
+        decompress_file(random_model("24khz"), tmp_path / "clip.dac", tmp_path / "clip.wav")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["clip.dac"]  # nothing half-written
+
+
+@pytest.mark.parametrize(
+    "strides, file_rate, channels, normalize",
+    [("44khz", 44100, 2, False), ("24khz", 32000, 1, True), ("24khz", 24000, 3, True)],
+)
+def test_file_functions_equal_the_array_functions(tmp_path, strides, file_rate, channels, normalize):
+    model = random_model(strides)
+    audio = music_like(channels, int(1.7 * file_rate) + 3, file_rate)
+    input_path = tmp_path / "input.flac"
+    soundfile.write(input_path, audio.T, file_rate, subtype="PCM_24")
+    audio = soundfile.read(input_path, dtype="float32", always_2d=True)[0].T  # what the file holds
+
+    written = compress_file(model, input_path, tmp_path / "clip.dac", normalize_loudness=normalize)
+    loaded = DacFile.load(tmp_path / "clip.dac")
+    in_memory = compress(model, audio, file_rate, normalize_loudness=normalize)
+    assert np.array_equal(loaded.codes, in_memory.codes) and np.array_equal(written.codes, in_memory.codes)
+    if normalize:
+        assert loaded.metadata.loudness == pytest.approx(in_memory.metadata.loudness, abs=1e-9)
+    assert loaded.metadata == in_memory.metadata
+
+    output = decompress_file(model, tmp_path / "clip.dac", tmp_path / "decoded.wav", subtype="FLOAT")
+    decoded, rate = soundfile.read(output, dtype="float32", always_2d=True)
+    assert rate == file_rate and decoded.shape == audio.T.shape
+    assert np.abs(decoded.T - decompress(model, loaded)).max() < 1e-4
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["clip.dac", "decoded.wav", "input.flac"]
+
+
+def test_streaming_loudness_meter_equals_pyloudnorm():
+    rng = np.random.default_rng(3)
+    for sampling_rate, channels, samples in [(44100, 2, 44100 * 3 + 17), (16000, 1, 3000), (48000, 5, 48000)]:
+        audio = (rng.standard_normal((channels, samples)) * np.linspace(0.001, 0.5, samples)).astype(np.float32)
+        meter, start = LoudnessMeter(sampling_rate, channels), 0
+        while start < samples:
+            stop = start + int(rng.integers(1, 9000))
+            meter.update(audio[:, start:stop])
+            start = stop
+        assert meter.integrated_loudness() == pytest.approx(integrated_loudness(audio, sampling_rate), abs=1e-9)
+    silent = LoudnessMeter(8000, 1)
+    silent.update(np.zeros((1, 8000)))
+    assert silent.integrated_loudness() == -np.inf
+    with pytest.raises(ValueError, match="1 to 5 channels"):
+        LoudnessMeter(8000, 6)
+
+
+def _file_path_peak_bytes(model: DacModel, directory, seconds: float) -> int:
+    """Peak of numpy/Python allocations (tracemalloc) while a file of `seconds` is compressed and decompressed."""
+    rate = model.config.sampling_rate
+    input_path = directory / f"input_{seconds}.wav"
+    with soundfile.SoundFile(input_path, "w", rate, 1, subtype="FLOAT") as sink:
+        for start in range(0, int(seconds * rate), rate):
+            sink.write(music_like(1, rate, rate, seed=start).T)
+    tracemalloc.start()
+    try:
+        compress_file(model, input_path, directory / "clip.dac", normalize_loudness=True, window_duration=2.0)
+        decompress_file(model, directory / "clip.dac", directory / "clip.wav", window_duration=2.0)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_file_path_memory_does_not_grow_with_the_length(tmp_path, monkeypatch):
+    monkeypatch.setattr("modeling_dac.compression._BLOCK_SECONDS", 1.0)
+    torch.manual_seed(0)
+    model = DacModel(
+        DacConfig(encoder_hidden_size=2, decoder_hidden_size=16, downsampling_ratios=[2, 4, 5, 8], sampling_rate=4000, n_codebooks=2, codebook_size=64)
+    ).eval()
+    short = _file_path_peak_bytes(model, tmp_path, 6.0)
+    long = _file_path_peak_bytes(model, tmp_path, 48.0)
+    # Reading or writing the whole file would cost 48 s * 4000 Hz * 4 bytes = 768 kB more for the long one; the
+    # codes, the only thing kept whole, add 8 bytes per frame and codebook (2 * 600 frames * 8 = 9.6 kB).
+    assert long < short + 100_000, (short, long)
+
+
+def official_file(codes: torch.Tensor, chunk_length: int, original_length: int, loudness) -> DacFile:
+    """An official descript-audio-codec 1.0.0 chunked file (convolution padding off) holding `codes`."""
+    metadata = DacFileMetadata(
+        sample_rate=44100, original_length=original_length, channels=codes.shape[0], n_codebooks=codes.shape[1],
+        codebook_size=None, hop_length=None, model_sampling_rate=None, loudness=loudness,
+        chunk_length=chunk_length, padding=False, official_dac_version="1.0.0",
+    )  # fmt: skip
+    return DacFile(codes.numpy(), metadata)
+
+
+def test_official_chunked_files_decode_chunk_by_chunk_without_padding():
+    model = random_model("44khz", n_codebooks=9)
+    codes = whole_encode(model, torch.from_numpy(music_like(1, 90 * 512, 44100)))
+    decoded = decompress(model, official_file(codes, 30, 20000, loudness=None))[0]
+    assert decoded.shape == (20000,)
+    # Without padding a chunk of 30 frames decodes to 7018 samples (by hand: conv 24 frames, then per block
+    # (in - 1) * stride + 2 * stride for the transposed convolution and - 6 * (1 + 3 + 9) for the residual
+    # units: 200 -> 122, 984 -> 906, 3628 -> 3550, 7102 -> 7024, final conv 7018). Away from the edges, where
+    # the unpadded transposed convolutions see the chunk's ends, each chunk equals the padded decode of the same
+    # 30 frames, at the same offset for every chunk.
+    per_chunk, interior = 7018, slice(1000, 6000)
+    with torch.no_grad():
+        padded = [whole_decode(model, codes[..., first : first + 30])[0] for first in (0, 30)]
+    pieces = [torch.from_numpy(decoded[index * per_chunk : (index + 1) * per_chunk]) for index in (0, 1)]
+    errors = torch.stack([
+        torch.stack([
+            (padded[index][offset : offset + per_chunk][interior] - pieces[index][interior]).abs().max()
+            for index in (0, 1)
+        ])
+        for offset in range(padded[0].shape[0] - per_chunk + 1)
+    ])  # fmt: skip
+    assert errors.max(dim=1).values.min() < 1e-5
+    assert pieces[0].abs().max() > 0.05
+
+
+def test_official_chunked_files_restore_the_stored_loudness():
+    model = random_model("44khz", n_codebooks=9)
+    codes = whole_encode(model, torch.from_numpy(music_like(1, 90 * 512, 44100)))
+    # The official order: the whole decoded audio (3 chunks of 7018 samples) is scaled, then cut.
+    decoded = decompress(model, official_file(codes, 30, 3 * 7018, loudness=-20.0))
+    assert decoded.shape == (1, 3 * 7018)
+    assert integrated_loudness(decoded, 44100) == pytest.approx(-20.0, abs=1e-6)
+
+
+def test_official_chunks_too_short_for_the_model_are_a_clear_error():
+    official = DacFile.load(REPO / "tests" / "fixtures" / "official_dac" / "official_numpy2.dac")  # 7-frame chunks
+    model = DacModel(DacConfig(encoder_hidden_size=2, decoder_hidden_size=16, n_codebooks=9)).eval()
+    with pytest.raises(ValueError, match="chunk_length=7 frames are too short"):
+        decompress(model, official)
+
+
+def test_long_audio_docs_examples_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run_markdown_examples(REPO / "docs" / "long_audio.md")
