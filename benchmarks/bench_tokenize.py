@@ -32,7 +32,9 @@ def main() -> None:
     parser.add_argument("--config", default=str(REPO / "hub_configs" / "dac_44khz"), help="model config directory")
     parser.add_argument("--clips", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each clip")
-    parser.add_argument("--source-rate", type=int, default=44100, help="sample rate of the files (resampled if not the model's)")
+    parser.add_argument(
+        "--source-rate", type=int, default=44100, help="sample rate of the files (resampled if not the model's)"
+    )
     parser.add_argument("--batch-sizes", default="1,4", help="comma-separated batch sizes")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
@@ -45,7 +47,7 @@ def main() -> None:
         paths = []
         for index in range(args.clips):
             length = int(args.seconds * args.source_rate)
-            noise = np.cumsum(rng.standard_normal(length)).astype(np.float32)  # brown noise, roughly speech-like spectrum
+            noise = np.cumsum(rng.standard_normal(length)).astype(np.float32)  # brown noise: energy in the lows
             noise = 0.3 * (noise - noise.mean()) / (np.abs(noise).max() + 1e-9)
             paths.append(str(Path(folder) / f"clip{index}.wav"))
             save_audio(paths[-1], noise, args.source_rate)

@@ -132,7 +132,8 @@ def main(argv: list[str] | None = None) -> dict:
     losses = train(lm, sequences, tokenizer.pad_token_id, args.steps, learning_rate=3e-3)
 
     lm.eval()
-    prompt = torch.tensor([[tokenizer.bos_token_id, *bridge.encode_interleaved(["low tone"]), bridge.audio_bos_token_id]])
+    prompt_ids = [tokenizer.bos_token_id, *bridge.encode_interleaved(["low tone"]), bridge.audio_bos_token_id]
+    prompt = torch.tensor([prompt_ids])
     frames = max(tokenized["n_frames"])
     generated = lm.generate(
         prompt.expand(args.samples, -1),

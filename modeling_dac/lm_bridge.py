@@ -149,7 +149,10 @@ class DacTokenizerBridge:
         """Tokenizer ids of flat-layout ids (any shape, e.g. the output of `codes_to_tokens`)."""
         array = np.asarray(layout_ids.detach().cpu() if isinstance(layout_ids, torch.Tensor) else layout_ids)
         if array.size and ((array < 0) | (array >= self.layout.vocab_size)).any():
-            raise ValueError(f"flat-layout ids must lie in [0, {self.layout.vocab_size}), got {array.min()}..{array.max()}")
+            raise ValueError(
+                f"flat-layout ids must lie in [0, {self.layout.vocab_size}), "
+                f"got values in [{array.min()}, {array.max()}]"
+            )
         return self.layout_to_tokenizer[array.astype(np.int64)]
 
     def codes_to_ids(self, codes) -> list[int]:

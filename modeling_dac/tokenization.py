@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "STEREO_POLICIES",
+    "check_new_output_dir",
     "encode_clips",
     "merge_tokenized_shards",
     "save_tokenized_dataset",
@@ -251,16 +252,9 @@ def tokenize_dataset(
     )
 
 
-def _replace_directory(temporary: Path, output_dir: Path) -> None:
-    """Move a finished directory into place; ``output_dir`` must not exist (or be empty)."""
-    try:
-        os.replace(temporary, output_dir)
-    except OSError:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
-
-
-def _check_output_dir(output_dir: Path) -> None:
+def check_new_output_dir(output_dir: str | os.PathLike) -> None:
+    """Raise ValueError unless ``output_dir`` is absent or an empty directory (outputs are never overwritten)."""
+    output_dir = Path(output_dir)
     if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
         raise ValueError(f"output directory {output_dir} already exists and is not empty; choose another")
 
@@ -275,14 +269,14 @@ def save_tokenized_dataset(dataset: Dataset | IterableDataset, output_dir: str |
     from datasets import Dataset, load_from_disk
 
     output_dir = Path(output_dir)
-    _check_output_dir(output_dir)
+    check_new_output_dir(output_dir)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     temporary = output_dir.with_name(f".{output_dir.name}.{uuid.uuid4().hex}.tmp")
     try:
         if not isinstance(dataset, Dataset):
             dataset = _materialize(dataset, cache_dir=temporary / "cache")
         dataset.save_to_disk(str(temporary / "dataset"))
-        _replace_directory(temporary / "dataset", output_dir)
+        os.replace(temporary / "dataset", output_dir)  # atomic; an empty output_dir is replaced
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
     return load_from_disk(str(output_dir))

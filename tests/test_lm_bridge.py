@@ -142,7 +142,8 @@ def test_extract_text_inside_audio_policies(bridge):
     ids = [bos, *first[:2], 5, first[2], *second, eos]
     assert codes_list(bridge.extract_audio_codes(ids)) == [[[1, 4], [2, 5], [3, 6]]]
     assert codes_list(bridge.extract_audio_codes(ids, on_text="end")) == [[[], [], []]]  # cut before a whole frame
-    with pytest.raises(ValueError, match=r"ids\[3\] = 5 is not a code token but lies inside the audio segment opened at ids\[1\]"):
+    message = r"ids\[3\] = 5 is not a code token but lies inside the audio segment opened at ids\[1\]"
+    with pytest.raises(ValueError, match=message):
         bridge.extract_audio_codes(ids, on_text="error")
     # The tokenizer's own eos or audio pad inside a segment are text for these rules.
     ids = [bos, *first, bridge.tokenizer.eos_token_id, bridge.audio_pad_token_id]

@@ -51,11 +51,10 @@ def run(args: argparse.Namespace) -> int:
 
     from ..audio_datasets import load_audio_dataset
     from ..modeling_dac import DacModel
-    from ..tokenization import merge_tokenized_shards, save_tokenized_dataset, tokenize_dataset
+    from ..tokenization import check_new_output_dir, merge_tokenized_shards, save_tokenized_dataset, tokenize_dataset
 
     output_dir = Path(args.output_dir)
-    if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
-        raise ValueError(f"output directory {output_dir} already exists and is not empty; choose another")
+    check_new_output_dir(output_dir)  # before any work
     state = PartialState(cpu=args.cpu or parse_flag_from_env("ACCELERATE_USE_CPU"))
     with state.main_process_first():  # one process downloads, the others then read the cache
         dataset = load_audio_dataset(
