@@ -45,6 +45,12 @@ def write_input(path: Path, minutes: float, block_seconds: float = 10.0) -> None
             sink.write(audio.astype(np.float32))
 
 
+def torch_version() -> str:
+    import torch
+
+    return torch.__version__
+
+
 def peak_rss_mb() -> float:
     scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is in bytes on macOS, KiB on Linux
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
@@ -119,7 +125,8 @@ def main() -> None:
         run_child(args)
         return
 
-    print(f"# {date.today()} on {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
+    print(f"# {date.today()} on {machine}, Python {platform.python_version()}, torch {torch_version()}")
     rows = []
     with tempfile.TemporaryDirectory(dir=args.workdir) as workdir:
         for minutes in args.minutes:

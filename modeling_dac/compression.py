@@ -19,7 +19,7 @@ from torch import nn
 
 from .atomic import atomic_write_path
 from .audio import LoudnessMeter, resample, to_float_audio
-from .dac_file import DacFile
+from .dac_file import DacFile, DacFileMetadata
 from .streaming import DacStreamingEncoder
 from .windowing import _convolutions, _inference, decode_long, encode_long, iter_decode_long
 
@@ -294,7 +294,11 @@ def compress_file(
         resampler = _StreamResampler(sampling_rate, config.sampling_rate, channels)
         codes, original_length = [], 0
         with tqdm(
-            total=source.frames / sampling_rate, unit="s", desc=f"Encoding {input_path.name}", disable=not show_progress, leave=False
+            total=source.frames / sampling_rate,
+            unit="s",
+            desc=f"Encoding {input_path.name}",
+            disable=not show_progress,
+            leave=False,
         ) as progress:
             for block in _read_blocks(source, block_frames):
                 original_length += block.shape[1]
@@ -327,8 +331,8 @@ def _decoded_blocks(
         return
     resampler = _StreamResampler(model.config.sampling_rate, metadata.sample_rate, metadata.channels)
     remaining = metadata.original_length
-    blocks = (audio.numpy() for audio in iter_decode_long(model, dac_file.codes, window_duration, batch_size, show_progress))
-    for block in map(resampler, blocks):
+    decoded = iter_decode_long(model, dac_file.codes, window_duration, batch_size, show_progress)
+    for block in (resampler(audio.numpy()) for audio in decoded):
         yield block[:, :remaining]
         remaining -= min(remaining, block.shape[1])
     tail = _fit_length(resampler.flush(), remaining)
@@ -375,7 +379,7 @@ def decompress_file(
     )
     with atomic_write_path(output_path) as temporary:
         if metadata.loudness is not None and metadata.padding:  # official chunked files come out scaled already
-            blocks = _scaled_to_loudness(blocks, metadata.loudness, metadata.sample_rate, metadata.channels, output_path)
+            blocks = _scaled_to_loudness(blocks, metadata, output_path)
         with _sound_file(temporary, "w", **sink_options) as sink:
             for block in blocks:
                 sink.write(block.T)
@@ -383,12 +387,14 @@ def decompress_file(
 
 
 def _scaled_to_loudness(
-    blocks: Iterator[np.ndarray], loudness: float, sampling_rate: int, channels: int, output_path: Path
+    blocks: Iterator[np.ndarray], metadata: DacFileMetadata, output_path: Path
 ) -> Iterator[np.ndarray]:
     """
-    `blocks` scaled to integrated `loudness`: they are written to a temporary float file beside `output_path`
-    while their loudness is measured, then read back scaled. The temporary file is removed in any case.
+    `blocks` scaled to the file's stored loudness: they are written to a temporary float file beside
+    `output_path` while their loudness is measured, then read back scaled. The temporary file is removed in
+    any case.
     """
+    sampling_rate, channels = metadata.sample_rate, metadata.channels
     handle, scratch = tempfile.mkstemp(dir=output_path.parent, prefix=f".{output_path.name}.", suffix=".tmp")
     os.close(handle)
     scratch = Path(scratch)
@@ -400,7 +406,7 @@ def _scaled_to_loudness(
             for block in blocks:
                 meter.update(block)
                 unscaled.write(block.T)
-        gain = np.float32(_gain(meter.integrated_loudness(), loudness))
+        gain = np.float32(_gain(meter.integrated_loudness(), metadata.loudness))
         with _sound_file(scratch, "r") as unscaled:
             for block in _read_blocks(unscaled, int(_BLOCK_SECONDS * sampling_rate)):
                 yield block * gain

@@ -82,7 +82,9 @@ class _DacStream:
             raise ValueError("this stream was flushed; start a new one for more input.")
         tensor = torch.from_numpy(np.ascontiguousarray(chunk)) if isinstance(chunk, np.ndarray) else chunk
         if not isinstance(tensor, torch.Tensor):
-            raise ValueError(f"a {self._input_name} chunk must be a numpy array or a torch.Tensor, got {type(chunk).__name__}.")
+            raise ValueError(
+                f"a {self._input_name} chunk must be a numpy array or a torch.Tensor, got {type(chunk).__name__}."
+            )
         if tensor.ndim == self._trailing_dims:
             tensor = tensor[None]
         if tensor.ndim != self._trailing_dims + 1 or tensor.shape[0] == 0:
@@ -264,7 +266,8 @@ class DacStreamingDecoder(_DacStream):
         if not 1 <= chunk.shape[1] <= config.n_codebooks:
             raise ValueError(f"codes must have 1 to {config.n_codebooks} codebooks, got {chunk.shape[1]}.")
         if chunk.numel() and (chunk.min() < 0 or chunk.max() >= config.codebook_size):
-            raise ValueError(f"codes must lie in [0, {config.codebook_size}), got values in [{int(chunk.min())}, {int(chunk.max())}].")
+            low, high = int(chunk.min()), int(chunk.max())
+            raise ValueError(f"codes must lie in [0, {config.codebook_size}), got values in [{low}, {high}].")
         return chunk.long()
 
     def _run(self, windows, read) -> list[torch.Tensor]:

@@ -174,7 +174,8 @@ def window_frames(
 
     `None` picks the longest window, up to `MAX_AUTO_WINDOW_SECONDS`, whose activations for `items` batch
     items stay within `ACTIVATION_MEMORY_BUDGET` by a conservative estimate (about 4 s for the 44.1 kHz
-    model, mono), and at least four times the context. A given duration must leave room for at least one frame besides the context.
+    model, mono), and at least four times the context. A given duration must leave room for at least one
+    frame besides the context.
     """
     hop_length = config.hop_length
     minimum = context.left + context.right + 1
@@ -183,7 +184,8 @@ def window_frames(
             config.encoder_hidden_size, config.decoder_hidden_size // 2 ** len(config.upsampling_ratios)
         )
         bytes_per_frame = _ACTIVATION_BYTES_PER_CHANNEL_SAMPLE * widest_full_rate_layer * hop_length * items
-        frames = min(ACTIVATION_MEMORY_BUDGET // bytes_per_frame, math.ceil(MAX_AUTO_WINDOW_SECONDS * config.frame_rate))
+        longest = math.ceil(MAX_AUTO_WINDOW_SECONDS * config.frame_rate)
+        frames = min(ACTIVATION_MEMORY_BUDGET // bytes_per_frame, longest)
         return max(frames, 4 * minimum)
     if not isinstance(window_duration, (int, float)) or not math.isfinite(window_duration) or window_duration <= 0:
         raise ValueError(f"`window_duration` must be a positive number of seconds or None, got {window_duration!r}.")
@@ -364,11 +366,12 @@ def encode_long(
     frames_per_window = window_frames(config, context, window_duration, items=channels * batch_size)
     windows = plan_windows(0, total_frames, total_frames, frames_per_window, context)
 
+    def read_audio(first: int, stop: int) -> torch.Tensor:
+        return audio[:, first * hop_length : stop * hop_length]
+
     codes = torch.empty(channels, n_quantizers or config.n_codebooks, total_frames, dtype=torch.long)
     with _progress(show_progress, total_frames, "Encoding") as progress:
-        for window, window_codes in encode_windows(
-            model, windows, lambda first, stop: audio[:, first * hop_length : stop * hop_length], n_quantizers, batch_size
-        ):
+        for window, window_codes in encode_windows(model, windows, read_audio, n_quantizers, batch_size):
             codes[..., window.keep_start : window.keep_stop] = window_codes
             progress.update(window.keep_stop - window.keep_start)
     return codes

@@ -179,13 +179,19 @@ def _file_path_peak_bytes(model: DacModel, directory, seconds: float) -> int:
 def test_file_path_memory_does_not_grow_with_the_length(tmp_path, monkeypatch):
     monkeypatch.setattr("modeling_dac.compression._BLOCK_SECONDS", 1.0)
     torch.manual_seed(0)
-    model = DacModel(
-        DacConfig(encoder_hidden_size=2, decoder_hidden_size=16, downsampling_ratios=[2, 4, 5, 8], sampling_rate=4000, n_codebooks=2, codebook_size=64)
-    ).eval()
-    short = _file_path_peak_bytes(model, tmp_path, 6.0)
-    long = _file_path_peak_bytes(model, tmp_path, 48.0)
-    # Reading or writing the whole file would cost 48 s * 4000 Hz * 4 bytes = 768 kB more for the long one; the
-    # codes, the only thing kept whole, add 8 bytes per frame and codebook (2 * 600 frames * 8 = 9.6 kB).
+    config = DacConfig(
+        encoder_hidden_size=2,
+        decoder_hidden_size=16,
+        downsampling_ratios=[2, 4, 5, 8],
+        sampling_rate=4000,
+        n_codebooks=2,
+        codebook_size=64,
+    )
+    model = DacModel(config).eval()
+    short = _file_path_peak_bytes(model, tmp_path, 4.0)
+    long = _file_path_peak_bytes(model, tmp_path, 32.0)
+    # Reading or writing the whole file would cost 32 s * 4000 Hz * 4 bytes = 512 kB more for the long one; the
+    # codes, the only thing kept whole, add 8 bytes per frame and codebook (2 * 400 frames * 8 = 6.4 kB).
     assert long < short + 100_000, (short, long)
 
 
