@@ -9,15 +9,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
 
+from . import windowing
 from .configuration_dac import DacConfig
 
-__all__ = ["DacReceptiveField", "encoder_receptive_field", "unpad"]
+__all__ = ["DacEncoderReceptiveField", "encoder_receptive_field", "unpad"]
 
 
 @dataclass(frozen=True)
-class DacReceptiveField:
+class DacEncoderReceptiveField(windowing.DacReceptiveField):
     r"""
     The input samples one code frame depends on: frame `f` covers samples `[f * hop_length, (f + 1) * hop_length)`
     and its code depends on samples `f * hop_length - left` to `(f + 1) * hop_length - 1 + right` (inclusive).
@@ -28,8 +28,6 @@ class DacReceptiveField:
         hop_length (`int`): samples per code frame.
     """
 
-    left: int
-    right: int
     hop_length: int
 
     @property
@@ -49,31 +47,15 @@ class DacReceptiveField:
         return max(0, (length - self.right) // self.hop_length)
 
 
-def encoder_receptive_field(config: DacConfig) -> DacReceptiveField:
+def encoder_receptive_field(config: DacConfig) -> DacEncoderReceptiveField:
     """
-    The receptive field of one code frame, traced through the encoder's convolutions (kernel, stride, dilation
-    and padding as the model builds them from `config`; the residual branches' identity paths lie inside their
-    convolutions' span). For the released 44.1 kHz models it is 3,733 samples on each side of the 512-sample
-    hop window; for the 16 and 24 kHz models, 2,501 left and 2,493 right of the 320-sample window.
+    The receptive field of one code frame, traced through the encoder's convolutions as the model builds them
+    from `config` (`modeling_dac.windowing.encoder_receptive_field`), with the hop length. For the released
+    44.1 kHz models it is 3,733 samples on each side of the 512-sample hop window; for the 16 and 24 kHz
+    models, 2,501 left and 2,493 right of the 320-sample window.
     """
-    from .modeling_dac import DacEncoder
-
-    with torch.device("meta"):  # only the layer shapes are needed: no memory, no initialisation
-        encoder = DacEncoder(config)
-    convolutions = [module for module in encoder.modules() if isinstance(module, nn.Conv1d)]
-    # Walk back from one latent frame at position 0: the input span of outputs [first, last] is
-    # [first * stride - padding, last * stride - padding + (kernel - 1) * dilation].
-    first = last = 0
-    for convolution in reversed(convolutions):
-        (kernel,), (stride,), (dilation,), (padding,) = (
-            convolution.kernel_size,
-            convolution.stride,
-            convolution.dilation,
-            convolution.padding,
-        )
-        first = first * stride - padding
-        last = last * stride - padding + (kernel - 1) * dilation
-    return DacReceptiveField(left=-first, right=last - (config.hop_length - 1), hop_length=config.hop_length)
+    field = windowing.encoder_receptive_field(config)
+    return DacEncoderReceptiveField(left=field.left, right=field.right, hop_length=config.hop_length)
 
 
 def unpad(values, mask) -> list:

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from modeling_dac import DacConfig, DacFeatureExtractor, DacModel
-from modeling_dac.batching import DacReceptiveField, encoder_receptive_field, unpad
+from modeling_dac.batching import DacEncoderReceptiveField, encoder_receptive_field, unpad
 
 from docs_examples import REPO, run_markdown_examples
 
@@ -37,14 +37,14 @@ def test_receptive_field_matches_the_gradient_support(tiny_model):
 def test_receptive_field_of_the_released_configs(name, left, right, hop):
     # Worked out by hand for the 16/24 kHz layout in docs/batching.md.
     config = DacConfig.from_pretrained(f"hub_configs/{name}")
-    assert encoder_receptive_field(config) == DacReceptiveField(left=left, right=right, hop_length=hop)
+    assert encoder_receptive_field(config) == DacEncoderReceptiveField(left=left, right=right, hop_length=hop)
 
 
 @pytest.mark.parametrize(
     "length, frames", [(0, 0), (2812, 0), (2813, 1), (3132, 1), (3133, 2), (16000, 42), (16320, 43)]
 )
 def test_exact_frames(length, frames):
-    assert DacReceptiveField(left=2501, right=2493, hop_length=320).exact_frames(length) == frames
+    assert DacEncoderReceptiveField(left=2501, right=2493, hop_length=320).exact_frames(length) == frames
 
 
 @torch.no_grad()
