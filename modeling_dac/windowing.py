@@ -228,7 +228,11 @@ def plan_windows(
 
 @contextlib.contextmanager
 def _inference(model: nn.Module) -> Iterator[None]:
-    """Eval mode (no quantizer dropout) and no autograd for the duration, then the model's mode as it was."""
+    """
+    Eval mode (no quantizer dropout) and no autograd for the duration, then the model's mode as it was. Held
+    around single model calls only, never across a generator's `yield`, so the caller's code between outputs
+    runs with its own grad mode and model mode.
+    """
     was_training = model.training
     model.eval()
     try:
@@ -275,16 +279,16 @@ def encode_windows(
     same length run in one call, their channels folded into the batch. Codes come back on the CPU.
     """
     device, dtype = model.device, model.dtype
-    with _inference(model):
-        for group, audio in _batches(windows, read_audio, batch_size):
-            n_windows, channels, samples = audio.shape
-            input_values = audio.reshape(n_windows * channels, 1, samples).to(device=device, dtype=dtype)
+    for group, audio in _batches(windows, read_audio, batch_size):
+        n_windows, channels, samples = audio.shape
+        input_values = audio.reshape(n_windows * channels, 1, samples).to(device=device, dtype=dtype)
+        with _inference(model):
             codes = model.encode(input_values, n_quantizers=n_quantizers).audio_codes.cpu()
-            _release_freed_memory()
-            codes = codes.reshape(n_windows, channels, *codes.shape[1:])
-            for window, window_codes in zip(group, codes):
-                offset = window.keep_start - window.start
-                yield window, window_codes[..., offset : offset + window.keep_stop - window.keep_start]
+        _release_freed_memory()
+        codes = codes.reshape(n_windows, channels, *codes.shape[1:])
+        for window, window_codes in zip(group, codes):
+            offset = window.keep_start - window.start
+            yield window, window_codes[..., offset : offset + window.keep_stop - window.keep_start]
 
 
 def decode_windows(
@@ -298,16 +302,16 @@ def decode_windows(
     it keeps. `read_codes(first, stop)` returns the codes `(channels, K, stop - first)` of those frames.
     """
     device, hop_length = model.device, model.config.hop_length
-    with _inference(model):
-        for group, codes in _batches(windows, read_codes, batch_size):
-            n_windows, channels = codes.shape[:2]
-            audio_codes = codes.reshape(n_windows * channels, *codes.shape[2:]).to(device=device, dtype=torch.long)
+    for group, codes in _batches(windows, read_codes, batch_size):
+        n_windows, channels = codes.shape[:2]
+        audio_codes = codes.reshape(n_windows * channels, *codes.shape[2:]).to(device=device, dtype=torch.long)
+        with _inference(model):
             audio = model.decode(audio_codes=audio_codes).audio_values.float().cpu()
-            _release_freed_memory()
-            audio = audio.reshape(n_windows, channels, audio.shape[-1])
-            for window, window_audio in zip(group, audio):
-                offset = (window.keep_start - window.start) * hop_length
-                yield window, window_audio[:, offset : offset + (window.keep_stop - window.keep_start) * hop_length]
+        _release_freed_memory()
+        audio = audio.reshape(n_windows, channels, audio.shape[-1])
+        for window, window_audio in zip(group, audio):
+            offset = (window.keep_start - window.start) * hop_length
+            yield window, window_audio[:, offset : offset + (window.keep_stop - window.keep_start) * hop_length]
 
 
 def _channels_first(values, name: str, trailing_dims: int) -> torch.Tensor:

@@ -196,6 +196,9 @@ def test_training_mode_model_runs_in_eval_and_keeps_its_mode():
     try:
         assert torch.equal(encode_long(model, audio, window_duration=20 / model.config.frame_rate), expected)
         assert model.training
+        # Between the blocks of a generator, the caller's grad mode and model mode are in force.
+        for _ in iter_decode_long(model, expected, window_duration=22 / model.config.frame_rate):
+            assert model.training and torch.is_grad_enabled()
     finally:
         model.eval()
 
