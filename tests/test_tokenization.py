@@ -253,22 +253,8 @@ def saved_model(model, tmp_path_factory):
     return folder
 
 
-def test_cli_on_a_folder(saved_model, audio_dir, tmp_path, model, capsys):
-    argv = ["tokenize", str(audio_dir), str(tmp_path / "out"), "--model", str(saved_model), "--batch-size", "2"]
-    status = cli_main(argv)
-    assert status == 0
-    assert "Tokenized 5 clips" in capsys.readouterr().out
-    result = datasets.load_from_disk(str(tmp_path / "out"))
-    assert result.column_names == ["audio_codes", "n_frames"]
-    for path, codes in zip(_paths(audio_dir), result["audio_codes"]):
-        np.testing.assert_array_equal(np.array(codes), _expected_codes(model, path))
-    # The output directory is never overwritten.
-    status = cli_main(argv)
-    assert status == 1
-    assert "already exists" in capsys.readouterr().err
-
-
-def test_cli_on_parquet_keeps_columns_and_pushes(saved_model, audio_dir, tmp_path, model, monkeypatch):
+def test_cli_on_parquet_keeps_columns_pushes_and_never_overwrites(saved_model, audio_dir, tmp_path, model, monkeypatch,
+                                                                 capsys):
     records = [{"bytes": open(path, "rb").read(), "path": os.path.basename(path)} for path in _paths(audio_dir)[:2]]
     table = datasets.Dataset.from_dict({"audio": records, "text": [f"t{i}" for i in range(len(records))]})
     table.cast_column("audio", datasets.Audio(decode=False)).to_parquet(str(tmp_path / "data.parquet"))
@@ -284,6 +270,9 @@ def test_cli_on_parquet_keeps_columns_and_pushes(saved_model, audio_dir, tmp_pat
     expected = _expected_codes(model, _paths(audio_dir)[1], stereo="fold")[:, :2]
     np.testing.assert_array_equal(np.array(result[1]["audio_codes"]), expected)
     assert pushed == {"repo": "me/tokens", "rows": result.to_dict()}
+    assert "Tokenized 2 clips" in capsys.readouterr().out
+    assert cli_main(argv) == 1  # the output directory is never overwritten
+    assert "already exists and is not empty" in capsys.readouterr().err
 
 
 def _free_port() -> int:

@@ -92,10 +92,10 @@ def run(args: argparse.Namespace) -> int:
         state.wait_for_everyone()
 
     if state.is_main_process:
-        hours = sum(result["n_frames"]) / model.config.frame_rate / 3600
+        seconds = sum(result["n_frames"]) / model.config.frame_rate
         print(
-            f"Tokenized {len(result)} clips ({hours:.3f} h of audio) with {state.num_processes} process(es) "
-            f"-> {output_dir}: columns {result.column_names}"
+            f"Tokenized {len(result)} clips ({seconds:.1f} s = {seconds / 3600:.3f} h of audio) with "
+            f"{state.num_processes} process(es) -> {output_dir}: columns {result.column_names}"
         )
         if args.push_to_hub:
             result.push_to_hub(args.push_to_hub, private=args.private or None)
