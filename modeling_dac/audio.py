@@ -67,6 +67,16 @@ def load_audio(path: str | os.PathLike | BinaryIO) -> tuple[np.ndarray, int]:
     return np.ascontiguousarray(audio.T), sampling_rate
 
 
+def _soundfile_format(path: Path) -> str:
+    """soundfile's format name for a file extension (`.aif` is AIFF); a clear error for unknown extensions."""
+    import soundfile
+
+    name = {"AIF": "AIFF"}.get(path.suffix.lstrip(".").upper(), path.suffix.lstrip(".").upper())
+    if name not in soundfile.available_formats():
+        raise ValueError(f"Cannot write {path}: unknown audio format {path.suffix!r}; use one of {AUDIO_EXTENSIONS}.")
+    return name
+
+
 def save_audio(path: str | os.PathLike, audio: np.ndarray, sampling_rate: int) -> None:
     """Write `(channels, samples)` or `(samples,)` float audio atomically; the format follows the extension."""
     import soundfile
@@ -75,7 +85,7 @@ def save_audio(path: str | os.PathLike, audio: np.ndarray, sampling_rate: int) -
     audio = np.asarray(audio, dtype=np.float32)
     frames = audio[:, None] if audio.ndim == 1 else audio.T
     with atomic_write_path(path) as temporary:
-        soundfile.write(temporary, frames, sampling_rate, format=path.suffix.lstrip(".").upper() or None)
+        soundfile.write(temporary, frames, sampling_rate, format=_soundfile_format(path))
 
 
 def integrated_loudness(audio: np.ndarray, sampling_rate: int) -> float:

@@ -15,7 +15,7 @@ def test_integer_pcm_is_scaled_to_unit_range():
         audio.to_float_audio(np.array(["a"]))
 
 
-@pytest.mark.parametrize("suffix", [".wav", ".flac", ".ogg"])
+@pytest.mark.parametrize("suffix", [".wav", ".flac", ".ogg", ".aif"])
 def test_save_and_load_round_trip_keeps_channels(tmp_path, suffix):
     stereo = (np.random.default_rng(0).standard_normal((2, 4000)) * 0.1).astype(np.float32)
     path = tmp_path / f"clip{suffix}"
@@ -62,3 +62,9 @@ def test_resample_and_loudness():
     assert audio.integrated_loudness(sine[None] * 0.5, rate) == pytest.approx(loudness - 6.02, abs=0.05)
     silent, silent_loudness = audio.normalize_loudness(np.zeros((1, rate), dtype=np.float32), rate)
     assert silent_loudness == -np.inf and not silent.any()
+
+
+def test_unknown_output_format_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="unknown audio format '.xyz'"):
+        audio.save_audio(tmp_path / "clip.xyz", np.zeros(10, dtype=np.float32), 8000)
+    assert list(tmp_path.iterdir()) == []
