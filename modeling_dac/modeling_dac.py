@@ -144,7 +144,7 @@ class DacResidualUnit(nn.Module):
         crop = (hidden_states.shape[-1] - residual.shape[-1]) // 2
         if crop > 0:
             hidden_states = hidden_states[..., crop:-crop]
-        if residual.requires_grad:
+        if residual.requires_grad or residual.dtype != hidden_states.dtype:  # e.g. bf16 + fp32 under autocast
             return hidden_states + residual
         return residual.add_(hidden_states)  # in place when autograd does not need the buffer: no new tensor
 
@@ -352,6 +352,9 @@ class DacPreTrainedModel(PreTrainedModel):
     base_model_prefix = "dac"
     main_input_name = "input_values"
     _no_split_modules = ["DacResidualUnit"]
+    # `from_pretrained(..., dtype=torch.bfloat16)` keeps the quantizer in fp32: its nearest-code search and residual
+    # subtractions change far fewer codes in fp32 (measured in docs/benchmarks.md) and cost nothing.
+    _keep_in_fp32_modules_strict = ["quantizer"]
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module):
@@ -425,6 +428,11 @@ class DacPreTrainedModel(PreTrainedModel):
         if self.has_weight_norm and kwargs.get("state_dict") is None:
             kwargs["state_dict"] = self.folded_state_dict()
         return super().save_pretrained(save_directory, *args, **kwargs)
+
+
+def _parameter_dtype(module: nn.Module) -> torch.dtype:
+    """Dtype of a module's parameters: inputs are cast to it, so a bf16 model takes fp32 audio and vice versa."""
+    return next(module.parameters()).dtype
 
 
 def _single_safetensors_file(name_or_path, kwargs: dict) -> str | None:
@@ -551,9 +559,9 @@ class DacModel(DacPreTrainedModel):
         length = input_values.shape[-1]
         input_values = F.pad(input_values, (0, self.get_encoded_length(length) * self.config.hop_length - length))
 
-        latents = self.encoder(input_values)
+        latents = self.encoder(input_values.to(_parameter_dtype(self.encoder)))
         quantized_representation, audio_codes, projected_latents, commitment_loss, codebook_loss = self.quantizer(
-            latents, n_quantizers
+            latents.to(_parameter_dtype(self.quantizer)), n_quantizers
         )
         loss = (
             self.config.commitment_loss_weight * commitment_loss + self.config.codebook_loss_weight * codebook_loss
@@ -602,7 +610,7 @@ class DacModel(DacPreTrainedModel):
                 f"got {tuple(quantized_representation.shape)}."
             )
 
-        audio_values = self.decoder(quantized_representation)
+        audio_values = self.decoder(quantized_representation.to(_parameter_dtype(self.decoder)))
         expected_length = quantized_representation.shape[-1] * self.config.hop_length
         audio_values = F.pad(audio_values, (0, expected_length - audio_values.shape[-1]))
         output = DacDecoderOutput(audio_values=audio_values)
