@@ -304,12 +304,13 @@ def compress_file(
                 original_length += block.shape[1]
                 if not np.isfinite(block).all():
                     raise ValueError(f"Audio file {input_path} contains NaN or Inf samples.")
-                codes.append(encoder.push(resampler(block * np.float32(gain) if gain != 1.0 else block)))
+                new_codes = encoder.push(resampler(block * np.float32(gain) if gain != 1.0 else block))
+                codes.append(new_codes.int())  # half the memory of int64 while the file is read
                 progress.update(block.shape[1] / sampling_rate)
         if original_length == 0:
             raise ValueError(f"Audio file {input_path} holds no samples.")
-        codes.append(encoder.push(resampler.flush()))
-        codes.append(encoder.flush())
+        codes.append(encoder.push(resampler.flush()).int())
+        codes.append(encoder.flush().int())
     dac_file = DacFile.from_codes(
         torch.cat(codes, dim=-1).numpy(),
         config,

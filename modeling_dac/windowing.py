@@ -229,17 +229,19 @@ def plan_windows(
 @contextlib.contextmanager
 def _inference(model: nn.Module) -> Iterator[None]:
     """
-    Eval mode (no quantizer dropout) and no autograd for the duration, then the model's mode as it was. Held
-    around single model calls only, never across a generator's `yield`, so the caller's code between outputs
-    runs with its own grad mode and model mode.
+    Eval mode (no quantizer dropout) and no autograd for the duration, then the model's mode as it was; freed
+    memory is handed back to the OS before and after. Held around single model calls only, never across a
+    generator's `yield`, so the caller's code between outputs runs with its own grad mode and model mode.
     """
     was_training = model.training
     model.eval()
+    _release_freed_memory()
     try:
         with torch.no_grad():
             yield
     finally:
         model.train(was_training)
+        _release_freed_memory()
 
 
 def _check_batch_size(batch_size) -> None:
@@ -284,7 +286,6 @@ def encode_windows(
         input_values = audio.reshape(n_windows * channels, 1, samples).to(device=device, dtype=dtype)
         with _inference(model):
             codes = model.encode(input_values, n_quantizers=n_quantizers).audio_codes.cpu()
-        _release_freed_memory()
         codes = codes.reshape(n_windows, channels, *codes.shape[1:])
         for window, window_codes in zip(group, codes):
             offset = window.keep_start - window.start
@@ -307,7 +308,6 @@ def decode_windows(
         audio_codes = codes.reshape(n_windows * channels, *codes.shape[2:]).to(device=device, dtype=torch.long)
         with _inference(model):
             audio = model.decode(audio_codes=audio_codes).audio_values.float().cpu()
-        _release_freed_memory()
         audio = audio.reshape(n_windows, channels, audio.shape[-1])
         for window, window_audio in zip(group, audio):
             offset = (window.keep_start - window.start) * hop_length
