@@ -1,0 +1,244 @@
+"""The inference fast paths compute what the reference formulas compute, and the benchmark tools measure what
+they claim: in-place Snake and residual adds (bit-identical, inputs untouched, training unaffected), bf16
+models (fp32 quantizer, dtype plumbing, bounded error), the compiled path, FLOP counting, the layer profile and
+the side-by-side benchmark in its quick mode. The device-generic timing and memory code runs here on the CPU."""
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from modeling_dac import DacConfig, DacModel
+from modeling_dac.modeling_dac import DacResidualUnit, DacSnake1d
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+import bench_inference  # noqa: E402
+import harness  # noqa: E402
+import profile_inference  # noqa: E402
+
+SMALL = dict(encoder_hidden_size=4, decoder_hidden_size=32, n_codebooks=4, codebook_size=64)
+
+
+def small_model(seed: int = 0, **overrides) -> DacModel:
+    torch.manual_seed(seed)
+    return harness.perturb_weights(DacModel(DacConfig(**{**SMALL, **overrides})), seed).eval()
+
+
+def reference_snake(hidden_states: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """The official formula, operation by operation."""
+    return hidden_states + (alpha + 1e-9).reciprocal() * torch.sin(alpha * hidden_states).pow(2)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_snake_without_autograd_is_bit_identical_and_leaves_its_input_alone(dtype):
+    torch.manual_seed(0)
+    snake = DacSnake1d(16).to(dtype)
+    with torch.no_grad():
+        snake.alpha.uniform_(0.3, 3.0)
+    hidden_states = (torch.randn(2, 16, 300) * 4).to(dtype)
+    kept = hidden_states.clone()
+    with torch.inference_mode():
+        fast = snake(hidden_states)
+    assert torch.equal(hidden_states, kept)
+    assert fast.dtype == dtype
+    assert torch.equal(fast, reference_snake(hidden_states, snake.alpha.detach()))
+
+
+def test_snake_with_autograd_keeps_the_differentiable_formula():
+    torch.manual_seed(1)
+    snake = DacSnake1d(3)
+    hidden_states = torch.randn(1, 3, 50, requires_grad=True)
+    snake(hidden_states).sum().backward()
+    alpha = snake.alpha.detach()
+    # d/dx [x + sin^2(a x) / a] = 1 + sin(2 a x)
+    expected = 1 + torch.sin(2 * alpha * hidden_states.detach())
+    torch.testing.assert_close(hidden_states.grad, expected, rtol=1e-5, atol=1e-6)
+    assert snake.alpha.grad is not None and torch.isfinite(snake.alpha.grad).all()
+
+
+def test_residual_unit_in_place_add_matches_and_keeps_its_input():
+    torch.manual_seed(2)
+    unit = DacResidualUnit(8, dilation=3)
+    hidden_states = torch.randn(2, 8, 120)
+    kept = hidden_states.clone()
+    reference = unit(hidden_states)  # autograd on: out-of-place path
+    assert reference.requires_grad
+    with torch.inference_mode():
+        fast = unit(hidden_states)
+    assert torch.equal(hidden_states, kept)
+    assert torch.equal(fast, reference.detach())
+
+
+def test_residual_unit_under_bf16_autocast_keeps_an_fp32_skip_path():
+    torch.manual_seed(3)
+    unit = DacResidualUnit(8, dilation=1)
+    hidden_states = torch.randn(1, 8, 64)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        output = unit(hidden_states)
+    # bf16 convolution output + fp32 input promotes to fp32, as in the official formula.
+    assert output.dtype == torch.float32
+
+
+def test_model_outputs_do_not_depend_on_the_autograd_mode():
+    model = small_model()
+    audio = torch.randn(2, 1, 3000) * 0.3
+    graded = model(audio)
+    with torch.inference_mode():
+        fast = model(audio)
+    assert torch.equal(graded.audio_codes, fast.audio_codes)
+    assert torch.equal(graded.audio_values.detach(), fast.audio_values)
+    graded.loss.backward()  # training still differentiates through the reference path
+    assert model.decoder.block[0].snake1.alpha.grad is None  # loss comes from the quantizer, not the decoder
+    assert model.encoder.block[0].res_unit1.snake1.alpha.grad is not None
+
+
+def test_bf16_model_takes_fp32_audio_keeps_an_fp32_quantizer_and_stays_close(tmp_path):
+    model = small_model(seed=4)
+    model.save_pretrained(tmp_path)
+    bf16 = DacModel.from_pretrained(tmp_path, dtype=torch.bfloat16).eval()
+    assert bf16.encoder.conv1.weight.dtype == torch.bfloat16
+    assert bf16.decoder.conv2.weight.dtype == torch.bfloat16
+    assert {parameter.dtype for parameter in bf16.quantizer.parameters()} == {torch.float32}
+
+    audio = torch.randn(1, 1, 8192) * 0.3
+    with torch.inference_mode():
+        reference = model.encode(audio)
+        encoded = bf16.encode(audio)  # fp32 audio into a bf16 encoder
+        decoded = bf16.decode(reference.quantized_representation).audio_values  # fp32 latent into a bf16 decoder
+        from_codes = bf16.decode(audio_codes=reference.audio_codes).audio_values
+        expected = model.decode(reference.quantized_representation).audio_values
+    assert encoded.audio_codes.dtype == torch.int64
+    assert encoded.quantized_representation.dtype == torch.float32
+    assert decoded.dtype == from_codes.dtype == torch.bfloat16
+    relative_error = (decoded.float() - expected).norm() / expected.norm()
+    assert relative_error < 0.05
+    assert (encoded.audio_codes == reference.audio_codes).float().mean() > 0.8
+
+
+def test_compile_for_inference_traces_the_fast_paths_and_matches_eager():
+    model = small_model(seed=5)
+    compiled = small_model(seed=5)
+    compiled.compile_for_inference(backend="aot_eager")  # inductor's code generation is timed by the benchmark
+    with torch.inference_mode():
+        for samples in (2048, 3000):  # two lengths: dynamic shapes, no silent fallback on a new length
+            audio = torch.randn(1, 1, samples) * 0.3
+            reference, output = model.encode(audio), compiled.encode(audio)
+            assert torch.equal(reference.audio_codes, output.audio_codes)
+            torch.testing.assert_close(
+                compiled.decode(output.quantized_representation).audio_values,
+                model.decode(reference.quantized_representation).audio_values,
+                rtol=0,
+                atol=1e-5,
+            )
+    assert set(compiled.state_dict()) == set(model.state_dict())  # no `_orig_mod.` keys: checkpoints unchanged
+
+
+def test_flop_count_matches_the_published_figures_and_a_hand_count():
+    gflop = harness.count_gflop_per_second_of_audio(harness.load_config("44khz"))
+    assert gflop["encode"] == pytest.approx(61, rel=0.02)  # figures quoted in the benchmark issue
+    assert gflop["decode"] == pytest.approx(138, rel=0.02)
+
+    # Hand count for a one-block model (stride 2, hop 2) on exactly one second of audio at 8 samples per second.
+    config = DacConfig(
+        encoder_hidden_size=2, downsampling_ratios=[2], decoder_hidden_size=4, n_codebooks=1, codebook_size=4,
+        codebook_dim=2, sampling_rate=8,
+    )  # fmt: skip
+    encoder = (
+        2 * 1 * 2 * 7 * 8  # conv1: 1 -> 2 channels, k=7, 8 samples
+        + 3 * (2 * 2 * 2 * 7 * 8 + 2 * 2 * 2 * 1 * 8)  # three residual units at width 2: k=7 and 1x1
+        + 2 * 4 * 2 * 4 * 4  # strided conv 2 -> 4, k=4, 4 outputs
+        + 2 * 4 * 4 * 3 * 4  # conv2 4 -> 4, k=3
+    )
+    quantizer = 1 * (2 * 4 * 2 * 2 + 2 * 2 * 4) * 4  # in/out projections and codebook search, 4 frames
+    decoder = (
+        2 * 4 * 4 * 7 * 4  # conv1 4 -> 4, k=7, 4 frames
+        + 2 * 4 * 2 * 4 * 4  # transposed conv 4 -> 2, k=4, 4 inputs
+        + 3 * (2 * 2 * 2 * 7 * 8 + 2 * 2 * 2 * 1 * 8)  # three residual units at width 2
+        + 2 * 1 * 2 * 7 * 8  # conv2 2 -> 1
+    )
+    counted = harness.count_gflop_per_second_of_audio(config)
+    assert counted["encode"] * 1e9 == pytest.approx(encoder + quantizer)
+    assert counted["decode"] * 1e9 == pytest.approx(decoder)
+
+
+def test_layer_profile_accounts_for_every_convolution_flop():
+    model = small_model(seed=6, sampling_rate=44100)
+    audio = torch.randn(1, 1, 4 * model.config.hop_length) * 0.3
+    with torch.inference_mode():
+        latent = model.encode(audio).quantized_representation
+        rows, wall, cpu = profile_inference.profile_layers(model, lambda: model.decoder(latent))
+    assert set(rows) == {"conv k=7 (dilated)", "conv 1x1", "transposed conv (up)", "other conv (in/out)", "snake"}
+    total = sum(row["gflop"] for row in rows.values())
+    assert total * 1e9 == pytest.approx(harness.count_gflop_per_second_of_audio(model.config)["decode"] * 4 * 1e9 / model.config.frame_rate)
+    assert 0 < sum(row["wall"] for row in rows.values()) <= wall
+    assert not any(hasattr(module, "_forward_hooks") and module._forward_hooks for module in model.modules())
+
+
+def test_peak_memory_tracker_sees_a_large_allocation_on_cpu():
+    with harness.peak_memory_tracker("cpu") as tracker, harness.Timer("cpu") as timer:
+        block = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
+        del block
+    if not Path("/proc/self/status").is_file():
+        pytest.skip("peak memory is read from /proc on Linux")
+    assert tracker.peak >= 48 * 2**20
+    assert timer.wall > 0 and timer.cpu >= 0
+
+
+def test_synthetic_audio_is_deterministic_bounded_and_not_silent():
+    for make in (harness.speech_like, harness.music_like):
+        first, again = make(0.5, 16000, seed=3), make(0.5, 16000, seed=3)
+        assert first.dtype.name == "float32" and first.shape == (8000,)
+        assert (first == again).all()
+        assert math.isclose(float(abs(first).max()), 0.5, rel_tol=1e-5)
+        assert float((first**2).mean()) > 1e-4  # RMS above -40 dBFS
+
+
+def test_quick_benchmark_reports_ratios_against_transformers(tmp_path, capsys):
+    output = tmp_path / "bench.json"
+    report = bench_inference.main(["--quick", "--threads", "1", "--output", str(output)])
+    printed = capsys.readouterr().out
+    assert "x transformers" in printed and "| ours |" in printed
+    rows = {(row["implementation"], row["batch_size"]): row for row in report["rows"]}
+    assert set(rows) == {("ours", 1), ("transformers", 1), ("ours", 2), ("transformers", 2)}
+    ours = rows[("ours", 1)]
+    assert ours["speedup_both"] > 0 and rows[("transformers", 1)]["speedup_both"] is None
+    assert ours["both_wall"] == pytest.approx(ours["encode_wall"] + ours["decode_wall"], rel=0.5)
+    assert any("transformers vs ours: codes changed 0.00%" in note for note in report["notes"])
+    written = json.loads(output.read_text())
+    assert [row["speedup_both"] for row in written["rows"]] == [row["speedup_both"] for row in report["rows"]]
+
+
+def test_official_state_dict_round_trips_through_the_official_converter():
+    from modeling_dac.conversion import convert_official_state_dict
+
+    model = small_model(seed=7)
+    official = harness.official_state_dict(model.state_dict(), model.config)
+    assert "encoder.block.0.weight" in official and "decoder.model.1.block.1.weight" in official
+    back = convert_official_state_dict(official, model.config)
+    assert set(back) == set(model.state_dict())
+    assert all(torch.equal(back[name], tensor) for name, tensor in model.state_dict().items())
+
+
+@pytest.mark.skipif(not Path("/tmp/official_venv/bin/python").is_file(), reason="no official-package environment")
+def test_official_worker_runs_the_same_weights():
+    model = small_model(seed=8, sampling_rate=44100)
+    worker = bench_inference.OfficialSubprocess(
+        "/tmp/official_venv/bin/python", model.config, model.state_dict(), threads=1, device=torch.device("cpu")
+    )
+    try:
+        worker.set_dtype("fp32")
+        audio = torch.randn(1, 1, 6 * model.config.hop_length) * 0.3
+        worker.load_audio(audio)
+        assert worker.encode().wall > 0 and worker.decode().wall > 0
+        codes, audio_values = worker.outputs()
+    finally:
+        worker.close()
+    with torch.inference_mode():
+        encoded = model.encode(audio)
+        decoded = model.decode(encoded.quantized_representation).audio_values
+    assert torch.equal(codes, encoded.audio_codes)
+    assert (audio_values - decoded[..., : audio_values.shape[-1]]).abs().max() <= 1e-4
