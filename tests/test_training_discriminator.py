@@ -7,6 +7,8 @@ import pytest
 import torch
 from torch.nn.utils import parametrize
 
+from test_training_data import single_torch_thread  # noqa: F401 (autouse fixture)
+
 from training.discriminator import (
     DacDiscriminator,
     DacDiscriminatorConfig,

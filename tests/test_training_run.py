@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from test_training_data import write_tone_folder
+from test_training_data import single_torch_thread, write_tone_folder  # noqa: F401 (autouse fixture)
 
 from modeling_dac import DacModel
 from training.discriminator import DacDiscriminator

@@ -163,6 +163,12 @@ def log_samples(accelerator: Accelerator, generator, dataset, count: int, step: 
         plt.close(figure)
 
 
+def _has_accelerator_device() -> bool:
+    if hasattr(torch, "accelerator"):
+        return torch.accelerator.is_available()
+    return torch.cuda.is_available()
+
+
 def main(argv: list[str] | None = None):
     model_args, data_args, training_args = load_training_arguments(argv)
     _train(model_args, data_args, training_args)
@@ -171,6 +177,8 @@ def main(argv: list[str] | None = None):
 def _train(model_args: DacModelArguments, data_args: DacDataArguments, training_args: DacTrainingArguments):
     output_dir = Path(training_args.output_dir)
     accelerator = Accelerator(
+        # Without a GPU, say so: Accelerate then runs several launched processes as one CPU (gloo) group.
+        cpu=not _has_accelerator_device(),
         mixed_precision=training_args.mixed_precision,
         log_with=_tracker_names(training_args.report_to),
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
@@ -178,6 +186,7 @@ def _train(model_args: DacModelArguments, data_args: DacDataArguments, training_
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=model_args.quantizer_dropout >= 1.0)],
     )
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    logger.info(str(accelerator.state).strip())
     if training_args.batch_size % accelerator.num_processes:
         raise ValueError(
             f"batch_size {training_args.batch_size} must be divisible by the {accelerator.num_processes} processes."
