@@ -110,8 +110,11 @@ def main():
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--num_workers", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
     parser.add_argument("--output", default=None, help="Also write the results to this JSON file.")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     result = benchmark(args.config, args.batch_size, args.steps, args.warmup, args.num_workers)
     print(
         "| config | device | batch | crop (s) | samples/s | step (s) | generator (s) | discriminator (s) | data (s) |\n"

@@ -180,12 +180,24 @@ def test_unusable_records_are_replaced_and_counted(tmp_path, tones):
     assert all(batch["audio"].abs().amax(dim=-1).min() > 0.01 for batch in batches)
 
 
+def test_streamed_batches_of_one_borrow_from_earlier_records(tmp_path, tones):
+    sf.write(tmp_path / "tones" / "zz_silent.wav", np.zeros(16000, np.float32), 16000)
+    records = load_source(DacDatasetSource(str(tmp_path / "tones")), streaming=True)
+    batches = _batches(build_training_dataloader(records, DacAudioCropper(16000, 2048), 1, 1), 14)  # 2 epochs
+    assert all(batch["audio"].shape == (1, 1, 2048) for batch in batches)
+    assert sum(batch["skipped_silent"] for batch in batches) == 2
+    assert all(batch["audio"].abs().amax() > 0.01 for batch in batches)
+
+
 def test_all_short_data_fails_with_a_clear_message(tmp_path):
     write_tone_folder(tmp_path / "short", count=2, seconds=0.05)
     records = load_source(DacDatasetSource(str(tmp_path / "short")))
     loader = build_training_dataloader(records, DacAudioCropper(16000, 2048), seed=0, per_process_batch_size=1)
     with pytest.raises(RuntimeError, match="shorter than 0.13 s"):
         next(iter(loader))
+    streamed = load_source(DacDatasetSource(str(tmp_path / "short")), streaming=True)
+    with pytest.raises(RuntimeError, match="shorter than 0.13 s"):
+        next(iter(build_training_dataloader(streamed, DacAudioCropper(16000, 2048), seed=0, per_process_batch_size=1)))
 
 
 def test_streamed_batches_resume_exactly_and_do_not_depend_on_workers(tones):

@@ -9,6 +9,7 @@ Every random choice for training example `n` comes from a generator seeded with 
 a step do not depend on DataLoader workers, and a resumed run sees exactly the examples an uninterrupted run saw.
 """
 
+import collections
 import io
 import itertools
 import logging
@@ -50,6 +51,8 @@ _MIN_LOUDNESS_SECONDS = 0.5
 _MIN_LOUDNESS_LUFS = -70.0
 # Records drawn in place of unusable ones for one training example, before giving up on the dataset.
 _MAX_REPLACEMENTS = 64
+# Records of a stream kept to stand in for a batch in which none is usable.
+_SPARE_RECORDS = 8
 
 
 @dataclass
@@ -296,10 +299,18 @@ class _ReadAhead:
             yield item
 
 
+@dataclass
+class _StreamBatch:
+    """`items`: this step's `(example_number, record)` pairs; `spares`: the records read just before them."""
+
+    items: list[tuple[int, dict]]
+    spares: list[dict]
+
+
 class _StreamBatchSampler(torch.utils.data.Sampler):
     """
-    Batches of `(example_number, record)` from this process's share of a streamed dataset, from `start_step` on
-    (endless). The stream is read here, in the main process, in a fixed order: shard order per epoch as datasets
+    `_StreamBatch`es of `(example_number, record)` from this process's share of a streamed dataset, from
+    `start_step` on (endless). The stream is read here, in the main process, in a fixed order: shard order per epoch as datasets
     sets it, then a shuffle buffer seeded by `(seed, process, epoch)`. DataLoader workers only decode. Resuming
     re-reads (without decoding) the records consumed before `start_step`.
     """
@@ -342,21 +353,22 @@ class _StreamBatchSampler(torch.utils.data.Sampler):
             if empty:
                 raise ValueError("The streamed training dataset yielded no records.")
 
-    def __iter__(self) -> Iterator[list[tuple[int, dict]]]:
+    def __iter__(self) -> Iterator[_StreamBatch]:
         records = self._endless_records()
         first = self.start_step * self.per_process_batch_size
-        for _ in itertools.islice(records, first):
-            pass
+        recent = collections.deque(itertools.islice(records, first), maxlen=_SPARE_RECORDS)
         numbered = enumerate(_ReadAhead(records, size=4 * self.per_process_batch_size), start=first)
         while True:
-            yield list(itertools.islice(numbered, self.per_process_batch_size))
+            items = list(itertools.islice(numbered, self.per_process_batch_size))
+            yield _StreamBatch(items, spares=list(recent))
+            recent.extend(record for _, record in items)
 
 
 class DacStreamedTrainingDataset(torch.utils.data.Dataset):
     """
-    Crops the `(example_number, record)` batches of `_StreamBatchSampler`, with a generator seeded by
-    `(seed, process, example_number)`. An unusable record is replaced by another crop of a usable record of the
-    same batch, so every batch is full.
+    Crops the batches of `_StreamBatchSampler`, with a generator seeded by `(seed, process, example_number)`. An
+    unusable record is replaced by another crop of a usable record of the same batch (or, if there is none, of
+    the records read just before it), so every batch is full.
     """
 
     def __init__(self, cropper: DacAudioCropper, seed: int, process_index: int = 0):
@@ -367,29 +379,33 @@ class DacStreamedTrainingDataset(torch.utils.data.Dataset):
     def _rng(self, example_number: int, attempt: int = 0) -> np.random.Generator:
         return np.random.default_rng([self.seed, 2, self.process_index, example_number, attempt])
 
-    def __getitems__(self, items: list[tuple[int, dict]]) -> list[dict]:
+    def __getitems__(self, batch: _StreamBatch) -> list[dict]:
         skipped = dict.fromkeys(SKIP_REASONS, 0)
         crops, usable = {}, []
-        for example_number, record in items:
+        for example_number, record in batch.items:
             try:
                 crops[example_number] = self.cropper(record, self._rng(example_number))
                 usable.append(record)
             except _SkippedClip as skip:
                 skipped[skip.reason] += 1
-        if not usable:
-            raise RuntimeError(f"A whole batch of {len(items)} streamed records was unusable ({skipped}).")
-        for example_number, _ in items:
+        # A batch without one usable record (small batches can meet that) borrows from the records read before it.
+        candidates = usable or batch.spares
+        for example_number, _ in batch.items:
             for attempt in range(1, _MAX_REPLACEMENTS + 1):
-                if example_number in crops:
+                if example_number in crops or not candidates:
                     break
                 rng = self._rng(example_number, attempt)
                 try:
-                    crops[example_number] = self.cropper(usable[int(rng.integers(len(usable)))], rng)
+                    crops[example_number] = self.cropper(candidates[int(rng.integers(len(candidates)))], rng)
                 except _SkippedClip:
                     continue
-            else:
-                raise RuntimeError(f"No usable crop found to fill a batch ({skipped}).")
-        examples = [_example(crops[number], dict.fromkeys(SKIP_REASONS, 0)) for number, _ in items]
+            if example_number not in crops:
+                raise RuntimeError(
+                    f"No usable audio in a batch of {len(batch.items)} streamed records ({skipped}) nor in the "
+                    f"{len(batch.spares)} records before it: is the audio shorter than "
+                    f"{self.cropper.num_samples / self.cropper.sampling_rate:.2f} s, silent, or unreadable?"
+                )
+        examples = [_example(crops[number], dict.fromkeys(SKIP_REASONS, 0)) for number, _ in batch.items]
         examples[0].update({f"skipped_{reason}": count for reason, count in skipped.items()})
         return examples
 

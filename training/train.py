@@ -63,6 +63,7 @@ LOGGED_VALUES = (
     "grad_norm/generator",
     "grad_norm/discriminator",
 )
+_PROGRESS_BAR_VALUES = ("loss/mel", "loss/generator", "loss/discriminator")
 # Options of the generator that training may change on a pretrained model; the rest is its architecture.
 _TRAINING_FIELDS = ("quantizer_dropout", "commitment_loss_weight", "codebook_loss_weight")
 
@@ -97,6 +98,58 @@ def load_discriminator(model_args: DacModelArguments, sampling_rate: int) -> Dac
         except (OSError, ValueError):
             logger.info(f"No discriminator saved with {init_from}: the discriminator starts from scratch.")
     return DacDiscriminator(model_args.discriminator_config(sampling_rate))
+
+
+class _LoggingWindow:
+    """Step values, data-loading time and skipped clips since the last log; `take_*` reduce them over processes."""
+
+    def __init__(self, accelerator: Accelerator, batch_size: int):
+        self.accelerator = accelerator
+        self.batch_size = batch_size
+        self.sums = torch.zeros(len(LOGGED_VALUES), device=accelerator.device)
+        self.counts = torch.zeros(len(LOGGED_VALUES), device=accelerator.device)
+        self.skipped_clips = torch.zeros(len(SKIP_REASONS), device=accelerator.device)
+        self._restart_clock()
+
+    def _restart_clock(self):
+        self.start, self.steps, self.data_seconds = time.perf_counter(), 0, 0.0
+
+    def add_batch(self, batch: dict, data_seconds: float):
+        self.data_seconds += data_seconds
+        counts = [batch[f"skipped_{reason}"] for reason in SKIP_REASONS]
+        self.skipped_clips += torch.tensor(counts, device=self.accelerator.device, dtype=torch.float32)
+
+    def add_step(self, result):
+        self.steps += 1
+        if result.skipped is not None:  # its values may be NaN: keep them out of the means
+            return
+        for index, name in enumerate(LOGGED_VALUES):
+            if name in result.values:
+                self.sums[index] += result.values[name].float()
+                self.counts[index] += 1
+
+    def add_skipped_clips_to(self, progress: TrainingProgress):
+        counts = self.accelerator.reduce(self.skipped_clips.clone(), reduction="sum").tolist()
+        for reason, count in zip(SKIP_REASONS, counts):
+            progress.skipped_clips[reason] += int(count)
+        self.skipped_clips.zero_()
+
+    def take_means(self) -> dict[str, float]:
+        sums = self.accelerator.reduce(self.sums.clone(), reduction="sum")
+        counts = self.accelerator.reduce(self.counts.clone(), reduction="sum")
+        elapsed = time.perf_counter() - self.start
+        means = {name: (sums[i] / counts[i]).item() for i, name in enumerate(LOGGED_VALUES) if counts[i] > 0}
+        means.update(
+            {
+                "perf/steps_per_second": self.steps / elapsed,
+                "perf/samples_per_second": self.steps * self.batch_size / elapsed,
+                "perf/data_seconds_per_step": self.data_seconds / max(self.steps, 1),
+            }
+        )
+        self.sums.zero_()
+        self.counts.zero_()
+        self._restart_clock()
+        return means
 
 
 def _tracker_names(report_to: str):
@@ -135,7 +188,7 @@ def validate(accelerator: Accelerator, generator, loader, mel_distance, stft_dis
 
 @torch.no_grad()
 def log_samples(accelerator: Accelerator, generator, dataset, count: int, step: int, mel_distance):
-    """Audio of reconstructions (and of the originals, at the first call) and mel images, to TensorBoard."""
+    """The first `count` validation clips and their reconstructions, as audio and log-mel images, to TensorBoard."""
     trackers = [tracker for tracker in accelerator.trackers if tracker.name == "tensorboard"]
     if not accelerator.is_main_process or not trackers:
         return
@@ -294,18 +347,8 @@ def _train(model_args: DacModelArguments, data_args: DacDataArguments, training_
             progress.best_validation_mel = scores["validation/mel_distance"]
             export_models(accelerator, generator, discriminator, output_dir / "best")
 
-    value_sums = torch.zeros(len(LOGGED_VALUES), device=accelerator.device)
-    value_counts = torch.zeros(len(LOGGED_VALUES), device=accelerator.device)
-    pending_skips = torch.zeros(len(SKIP_REASONS), device=accelerator.device)
-    window_start, window_steps, data_seconds = time.perf_counter(), 0, 0.0
+    window = _LoggingWindow(accelerator, training_args.batch_size)
     consecutive_nonfinite = 0
-
-    def flush_skip_counts():
-        counts = accelerator.reduce(pending_skips.clone(), reduction="sum").tolist()
-        for reason, count in zip(SKIP_REASONS, counts):
-            progress.skipped_clips[reason] += int(count)
-        pending_skips.zero_()
-
     batches = iter(train_loader)
     bar = tqdm(
         total=training_args.max_steps, initial=progress.step, disable=not accelerator.is_local_main_process,
@@ -314,19 +357,14 @@ def _train(model_args: DacModelArguments, data_args: DacDataArguments, training_
     while progress.step < training_args.max_steps:
         data_start = time.perf_counter()
         batch = next(batches)
-        data_seconds += time.perf_counter() - data_start
-        pending_skips += torch.tensor([batch[f"skipped_{r}"] for r in SKIP_REASONS], device=accelerator.device)
+        window.add_batch(batch, time.perf_counter() - data_start)
         result = gan_step(batch["audio"].to(accelerator.device, non_blocking=True))
+        window.add_step(result)
         progress.step += 1
-        window_steps += 1
         bar.update(1)
 
         if result.skipped is None:
             consecutive_nonfinite = 0
-            for index, name in enumerate(LOGGED_VALUES):
-                if name in result.values:
-                    value_sums[index] += result.values[name].float()
-                    value_counts[index] += 1
         else:
             consecutive_nonfinite += 1
             progress.nonfinite_steps += 1
@@ -338,38 +376,27 @@ def _train(model_args: DacModelArguments, data_args: DacDataArguments, training_
                     f"from an earlier checkpoint in {output_dir}."
                 )
 
-        if progress.step % training_args.logging_steps == 0 or progress.step == training_args.max_steps:
-            sums = accelerator.reduce(value_sums.clone(), reduction="sum")
-            counts = accelerator.reduce(value_counts.clone(), reduction="sum")
-            flush_skip_counts()
-            elapsed = time.perf_counter() - window_start
-            logs = {name: (sums[i] / counts[i]).item() for i, name in enumerate(LOGGED_VALUES) if counts[i] > 0}
-            logs.update(
-                {
-                    "lr/generator": optimizer_g.param_groups[0]["lr"],
-                    "lr/discriminator": optimizer_d.param_groups[0]["lr"],
-                    "perf/steps_per_second": window_steps / elapsed,
-                    "perf/samples_per_second": window_steps * training_args.batch_size / elapsed,
-                    "perf/data_seconds_per_step": data_seconds / window_steps,
-                    "data/nonfinite_steps": progress.nonfinite_steps,
-                    **{f"data/skipped_{reason}": count for reason, count in progress.skipped_clips.items()},
-                }
-            )
-            accelerator.log(logs, step=progress.step)
-            bar.set_postfix(
-                {key.split("/")[1]: f"{logs[key]:.3f}" for key in ("loss/mel", "loss/generator", "loss/discriminator") if key in logs}
-            )
-            value_sums.zero_()
-            value_counts.zero_()
-            window_start, window_steps, data_seconds = time.perf_counter(), 0, 0.0
-
         finished = progress.step == training_args.max_steps
+        if progress.step % training_args.logging_steps == 0 or finished:
+            window.add_skipped_clips_to(progress)
+            logs = {
+                **window.take_means(),
+                "lr/generator": optimizer_g.param_groups[0]["lr"],
+                "lr/discriminator": optimizer_d.param_groups[0]["lr"],
+                "data/nonfinite_steps": progress.nonfinite_steps,
+                **{f"data/skipped_{reason}": count for reason, count in progress.skipped_clips.items()},
+            }
+            accelerator.log(logs, step=progress.step)
+            bar.set_postfix({k.split("/")[1]: f"{logs[k]:.3f}" for k in _PROGRESS_BAR_VALUES if k in logs})
         if progress.step % training_args.sample_steps == 0 or finished:
-            log_samples(accelerator, generator, validation_dataset, training_args.num_audio_samples, progress.step, validation_mel)
+            log_samples(
+                accelerator, generator, validation_dataset, training_args.num_audio_samples, progress.step,
+                validation_mel,
+            )
         if progress.step % training_args.eval_steps == 0 or finished:
             run_validation_and_export_best()
         if progress.step % training_args.save_steps == 0 or finished:
-            flush_skip_counts()
+            window.add_skipped_clips_to(progress)
             save_checkpoint(accelerator, output_dir, progress.step, training_args.save_total_limit)
     bar.close()
 
