@@ -5,10 +5,12 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
+from test_parity_official import write_official_checkpoint
 from test_training_data import single_torch_thread, write_tone_folder  # noqa: F401 (autouse fixture)
 from test_training_run import read_events, train
 
 from modeling_dac import DacModel
+from modeling_dac.conversion import load_official_checkpoint
 
 
 def test_mel_loss_falls_clearly_over_100_steps(tmp_path):
@@ -42,3 +44,20 @@ def test_decoder_only_fine_tuning_keeps_tokens_and_continues_the_discriminator(t
     codes_after = DacModel.from_pretrained(tmp_path / "finetune" / "final").eval().encode(audio).audio_codes
     assert torch.equal(codes_after, codes_before)
     assert Path(tmp_path / "finetune" / "final" / "discriminator" / "config.json").is_file()
+
+
+def test_fine_tuning_starts_from_an_official_checkpoint(tmp_path, caplog):
+    write_tone_folder(tmp_path / "tones", count=5, seconds=1.0)
+    checkpoint = write_official_checkpoint("dac_24khz", tmp_path / "weights.pth")  # reduced widths, released shapes
+    with caplog.at_level(logging.WARNING):
+        train(tmp_path / "tones", tmp_path / "run", "--init_from", str(checkpoint), "--max_steps", "2",
+              "--sample_duration", "0.2", "--validation_duration", "0.4", "--report_to", "none")
+    assert "using its ['downsampling_ratios'" in caplog.text  # the checkpoint's architecture, not tiny.yaml's
+
+    fine_tuned = DacModel.from_pretrained(tmp_path / "run" / "final")
+    official = load_official_checkpoint(checkpoint)
+    assert (fine_tuned.config.sampling_rate, fine_tuned.config.hop_length, fine_tuned.config.n_codebooks) == (24000, 320, 32)
+    assert fine_tuned.config.quantizer_dropout == 0.5  # the training config's, not the checkpoint's
+    before, after = official.state_dict(), fine_tuned.state_dict()
+    assert before.keys() == after.keys()
+    assert any(not torch.allclose(after[key], before[key], atol=1e-6) for key in before)

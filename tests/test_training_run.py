@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from docs_examples import REPO, run_markdown_examples
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_training_data import single_torch_thread, write_tone_folder  # noqa: F401 (autouse fixture)
 
@@ -13,7 +14,7 @@ from modeling_dac import DacModel
 from training.discriminator import DacDiscriminator
 from training.train import main
 
-TINY = str(Path(__file__).resolve().parents[1] / "training" / "configs" / "tiny.yaml")
+TINY = str(REPO / "training" / "configs" / "tiny.yaml")
 
 
 def train(dataset: Path, output_dir: Path, *flags: str):
@@ -41,8 +42,8 @@ def tones(tmp_path_factory) -> Path:
     return folder
 
 
-def test_few_steps_end_to_end(tmp_path, tones):
-    output = tmp_path / "run"
+def test_few_steps_end_to_end(tmp_path, tones, monkeypatch):
+    output = tmp_path / "runs" / "dac44"  # the folder the guide's example loads
     train(tones, output, "--max_steps", "6", "--save_steps", "3", "--eval_steps", "3", "--sample_steps", "3",
           "--save_total_limit", "1")
 
@@ -66,6 +67,10 @@ def test_few_steps_end_to_end(tmp_path, tones):
         assert sorted(scalars[tag]) == [3, 6]
     assert {"samples/0/reconstruction", "samples/0/original"} <= audio_tags
     assert "samples/0/mel" in image_tags
+
+    monkeypatch.chdir(tmp_path)
+    namespace = run_markdown_examples(REPO / "docs" / "training.md")
+    assert isinstance(namespace["model"], DacModel) and isinstance(namespace["discriminator"], DacDiscriminator)
 
 
 def test_resumed_run_matches_uninterrupted_run(tmp_path, tones):
