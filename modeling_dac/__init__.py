@@ -3,6 +3,7 @@
 from .configuration_dac import DacConfig
 from .dac_file import DacFile, DacFileError, DacFileMetadata
 from .feature_extraction_dac import DacFeatureExtractor
+from .streaming import DacStreamingDecoder, DacStreamingEncoder
 from .modeling_dac import DacDecoderOutput, DacEncoderOutput, DacModel, DacOutput, DacPreTrainedModel
 
 __all__ = [
@@ -16,4 +17,6 @@ __all__ = [
     "DacModel",
     "DacOutput",
     "DacPreTrainedModel",
+    "DacStreamingDecoder",
+    "DacStreamingEncoder",
 ]
