@@ -3,8 +3,8 @@
 from .configuration_dac import DacConfig
 from .dac_file import DacFile, DacFileError, DacFileMetadata
 from .feature_extraction_dac import DacFeatureExtractor
-from .streaming import DacStreamingDecoder, DacStreamingEncoder
 from .modeling_dac import DacDecoderOutput, DacEncoderOutput, DacModel, DacOutput, DacPreTrainedModel
+from .streaming import DacStreamingDecoder, DacStreamingEncoder
 
 __all__ = [
     "DacConfig",
