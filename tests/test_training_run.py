@@ -73,6 +73,15 @@ def test_few_steps_end_to_end(tmp_path, tones, monkeypatch):
     assert isinstance(namespace["model"], DacModel) and isinstance(namespace["discriminator"], DacDiscriminator)
 
 
+def test_streamed_dataset_trains_and_resumes(tmp_path, tones):
+    flags = ["--streaming", "--num_workers", "1", "--save_steps", "2", "--eval_steps", "2", "--report_to", "tensorboard"]
+    train(tones, tmp_path / "run", "--max_steps", "2", *flags)
+    train(tones, tmp_path / "run", "--max_steps", "4", "--resume", *flags)
+    scalars, _, _ = read_events(tmp_path / "run")
+    assert sorted(scalars["loss/mel"]) == [1, 2, 3, 4] and sorted(scalars["validation/mel_distance"]) == [2, 4]
+    DacModel.from_pretrained(tmp_path / "run" / "final")
+
+
 def test_resumed_run_matches_uninterrupted_run(tmp_path, tones):
     flags = ["--save_steps", "4", "--eval_steps", "4", "--sample_steps", "4", "--report_to", "tensorboard"]
     train(tones, tmp_path / "whole", "--max_steps", "8", *flags)

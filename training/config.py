@@ -132,7 +132,6 @@ class DacDataArguments:
         },
     )
     streaming: bool = field(default=False, metadata={"help": "Stream the datasets instead of downloading them."})
-    audio_column: str | None = field(default=None, metadata={"help": "Audio column (default: the first Audio one)."})
     sample_duration: float = field(default=0.38, metadata={"help": "Training crop length in seconds."})
     validation_duration: float = field(default=5.0, metadata={"help": "Validation clip length in seconds."})
     num_validation_examples: int = field(default=250, metadata={"help": "Number of validation clips."})
