@@ -1,8 +1,7 @@
 """Mel distance of the DAC paper as a local Hugging Face `evaluate` module (wraps modeling_dac.metrics.mel_distance)."""
 
-import datasets
 import evaluate
-import numpy as np
+from modeling_dac import evaluate_metrics
 from modeling_dac.metrics import mel_distance
 
 _DESCRIPTION = """
@@ -31,25 +30,9 @@ _CITATION = """
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
-class MelDistance(evaluate.Metric):
-    def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {
-                    "predictions": datasets.Sequence(datasets.Value("float32")),
-                    "references": datasets.Sequence(datasets.Value("float32")),
-                }
-            ),
-        )
-
-    def _compute(self, predictions, references, sampling_rate=None):
-        if sampling_rate is None:
-            raise ValueError("mel_distance needs the audio's sampling_rate, e.g. compute(..., sampling_rate=44100).")
-        scores = [
-            mel_distance(np.asarray(reference), np.asarray(prediction), sampling_rate)
-            for reference, prediction in zip(references, predictions)
-        ]
-        return {"mel_distance": float(np.mean(scores))}
+class MelDistance(evaluate_metrics.DacPairwiseMetric):
+    metric_name = "mel_distance"
+    score = staticmethod(mel_distance)
+    description = _DESCRIPTION
+    inputs_description = _KWARGS_DESCRIPTION
+    citation = _CITATION

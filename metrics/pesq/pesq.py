@@ -1,8 +1,7 @@
 """PESQ as a local Hugging Face `evaluate` module (wraps modeling_dac.metrics.pesq; needs the pesq package)."""
 
-import datasets
 import evaluate
-import numpy as np
+from modeling_dac import evaluate_metrics
 from modeling_dac.metrics import pesq
 
 _DESCRIPTION = """
@@ -32,25 +31,9 @@ _CITATION = """
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
-class Pesq(evaluate.Metric):
-    def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {
-                    "predictions": datasets.Sequence(datasets.Value("float32")),
-                    "references": datasets.Sequence(datasets.Value("float32")),
-                }
-            ),
-        )
-
-    def _compute(self, predictions, references, sampling_rate=None, mode="wb"):
-        if sampling_rate is None:
-            raise ValueError("pesq needs the audio's sampling_rate, e.g. compute(..., sampling_rate=44100).")
-        scores = [
-            pesq(np.asarray(reference), np.asarray(prediction), sampling_rate, mode=mode)
-            for reference, prediction in zip(references, predictions)
-        ]
-        return {"pesq": float(np.mean(scores))}
+class Pesq(evaluate_metrics.DacPairwiseMetric):
+    metric_name = "pesq"
+    score = staticmethod(pesq)
+    description = _DESCRIPTION
+    inputs_description = _KWARGS_DESCRIPTION
+    citation = _CITATION

@@ -1,8 +1,7 @@
 """Scale-invariant SDR as a local Hugging Face `evaluate` module (wraps modeling_dac.metrics.si_sdr)."""
 
-import datasets
 import evaluate
-import numpy as np
+from modeling_dac import evaluate_metrics
 from modeling_dac.metrics import si_sdr
 
 _DESCRIPTION = """
@@ -30,25 +29,9 @@ _CITATION = """
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
-class SiSdr(evaluate.Metric):
-    def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {
-                    "predictions": datasets.Sequence(datasets.Value("float32")),
-                    "references": datasets.Sequence(datasets.Value("float32")),
-                }
-            ),
-        )
-
-    def _compute(self, predictions, references, sampling_rate=None):
-        if sampling_rate is None:
-            raise ValueError("si_sdr needs the audio's sampling_rate, e.g. compute(..., sampling_rate=44100).")
-        scores = [
-            si_sdr(np.asarray(reference), np.asarray(prediction), sampling_rate)
-            for reference, prediction in zip(references, predictions)
-        ]
-        return {"si_sdr": float(np.mean(scores))}
+class SiSdr(evaluate_metrics.DacPairwiseMetric):
+    metric_name = "si_sdr"
+    score = staticmethod(si_sdr)
+    description = _DESCRIPTION
+    inputs_description = _KWARGS_DESCRIPTION
+    citation = _CITATION

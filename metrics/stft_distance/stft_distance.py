@@ -1,8 +1,7 @@
 """DAC's STFT distance as a local Hugging Face `evaluate` module (wraps modeling_dac.metrics.stft_distance)."""
 
-import datasets
 import evaluate
-import numpy as np
+from modeling_dac import evaluate_metrics
 from modeling_dac.metrics import stft_distance
 
 _DESCRIPTION = """
@@ -32,25 +31,9 @@ _CITATION = """
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
-class StftDistance(evaluate.Metric):
-    def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {
-                    "predictions": datasets.Sequence(datasets.Value("float32")),
-                    "references": datasets.Sequence(datasets.Value("float32")),
-                }
-            ),
-        )
-
-    def _compute(self, predictions, references, sampling_rate=None):
-        if sampling_rate is None:
-            raise ValueError("stft_distance needs the audio's sampling_rate, e.g. compute(..., sampling_rate=44100).")
-        scores = [
-            stft_distance(np.asarray(reference), np.asarray(prediction), sampling_rate)
-            for reference, prediction in zip(references, predictions)
-        ]
-        return {"stft_distance": float(np.mean(scores))}
+class StftDistance(evaluate_metrics.DacPairwiseMetric):
+    metric_name = "stft_distance"
+    score = staticmethod(stft_distance)
+    description = _DESCRIPTION
+    inputs_description = _KWARGS_DESCRIPTION
+    citation = _CITATION

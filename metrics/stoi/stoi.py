@@ -1,8 +1,7 @@
 """STOI as a local Hugging Face `evaluate` module (wraps modeling_dac.metrics.stoi; needs pystoi)."""
 
-import datasets
 import evaluate
-import numpy as np
+from modeling_dac import evaluate_metrics
 from modeling_dac.metrics import stoi
 
 _DESCRIPTION = """
@@ -31,25 +30,9 @@ _CITATION = """
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
-class Stoi(evaluate.Metric):
-    def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {
-                    "predictions": datasets.Sequence(datasets.Value("float32")),
-                    "references": datasets.Sequence(datasets.Value("float32")),
-                }
-            ),
-        )
-
-    def _compute(self, predictions, references, sampling_rate=None, extended=False):
-        if sampling_rate is None:
-            raise ValueError("stoi needs the audio's sampling_rate, e.g. compute(..., sampling_rate=44100).")
-        scores = [
-            stoi(np.asarray(reference), np.asarray(prediction), sampling_rate, extended=extended)
-            for reference, prediction in zip(references, predictions)
-        ]
-        return {"stoi": float(np.mean(scores))}
+class Stoi(evaluate_metrics.DacPairwiseMetric):
+    metric_name = "stoi"
+    score = staticmethod(stoi)
+    description = _DESCRIPTION
+    inputs_description = _KWARGS_DESCRIPTION
+    citation = _CITATION

@@ -1,8 +1,7 @@
 """ViSQOL as a local Hugging Face `evaluate` module (wraps modeling_dac.metrics.visqol; needs visqol-python)."""
 
-import datasets
 import evaluate
-import numpy as np
+from modeling_dac import evaluate_metrics
 from modeling_dac.metrics import visqol
 
 _DESCRIPTION = """
@@ -32,25 +31,9 @@ _CITATION = """
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
-class Visqol(evaluate.Metric):
-    def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {
-                    "predictions": datasets.Sequence(datasets.Value("float32")),
-                    "references": datasets.Sequence(datasets.Value("float32")),
-                }
-            ),
-        )
-
-    def _compute(self, predictions, references, sampling_rate=None, mode="audio"):
-        if sampling_rate is None:
-            raise ValueError("visqol needs the audio's sampling_rate, e.g. compute(..., sampling_rate=44100).")
-        scores = [
-            visqol(np.asarray(reference), np.asarray(prediction), sampling_rate, mode=mode)
-            for reference, prediction in zip(references, predictions)
-        ]
-        return {"visqol": float(np.mean(scores))}
+class Visqol(evaluate_metrics.DacPairwiseMetric):
+    metric_name = "visqol"
+    score = staticmethod(visqol)
+    description = _DESCRIPTION
+    inputs_description = _KWARGS_DESCRIPTION
+    citation = _CITATION
