@@ -81,6 +81,12 @@ def _check_sampling_rate(sampling_rate) -> int:
     return int(sampling_rate)
 
 
+def _model_name(model: nn.Module) -> str | None:
+    """What the model was loaded from, for the .dac metadata: a hub id, or a local directory's name."""
+    name = str(getattr(model.config, "name_or_path", "") or "").rstrip("/")
+    return (os.path.basename(name) if os.path.isdir(name) else name) or None
+
+
 def compress(
     model: nn.Module,
     audio,
@@ -122,7 +128,12 @@ def compress(
     audio = resample(audio, sampling_rate, model.config.sampling_rate)
     codes = encode_long(model, audio, n_quantizers, window_duration, batch_size, show_progress)
     return DacFile.from_codes(
-        codes.numpy(), model.config, sample_rate=sampling_rate, original_length=original_length, loudness=loudness
+        codes.numpy(),
+        model.config,
+        sample_rate=sampling_rate,
+        original_length=original_length,
+        loudness=loudness,
+        model_name=_model_name(model),
     )
 
 
@@ -317,6 +328,7 @@ def compress_file(
         sample_rate=sampling_rate,
         original_length=original_length,
         loudness=loudness,
+        model_name=_model_name(model),
     )
     dac_file.save(output_path)
     return dac_file
