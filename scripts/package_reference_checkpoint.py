@@ -1,0 +1,102 @@
+"""Turn a training run of `training/configs/reference.yaml` into the shipped `checkpoints/dac_reference` folder.
+
+    python scripts/package_reference_checkpoint.py --run_dir outputs/dac_reference --export best \\
+        --output_dir checkpoints/dac_reference
+
+Copies the exported generator (`<run_dir>/<export>/`, weight norm folded) with `save_pretrained` as safetensors,
+adds the matching feature extractor (`preprocessor_config.json`), and draws the training curve from the run's
+TensorBoard log (`training_curve.png`, plus `training_curve.md`, a table of the validation scores). The model
+card (`README.md`) is written by hand from these and from `dac eval`; see docs/reference_checkpoint.md.
+"""
+
+import argparse
+import shutil
+from pathlib import Path
+
+from modeling_dac import DacFeatureExtractor, DacModel
+
+__all__ = ["main", "read_scalars", "write_training_curve"]
+
+MAX_WEIGHTS_BYTES = 20 * 1024 * 1024
+TRAINING_CURVES = ("loss/mel", "loss/waveform_l1")
+VALIDATION_CURVES = ("validation/mel_distance", "validation/stft_distance", "validation/si_sdr")
+
+
+def read_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar series of the TensorBoard event files under `log_dir`, as `(step, value)` lists by tag."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    series: dict[str, list[tuple[int, float]]] = {}
+    event_files = sorted(log_dir.rglob("events.out.tfevents.*"))
+    if not event_files:
+        raise ValueError(f"No TensorBoard event file under {log_dir}: was the run started with report_to tensorboard?")
+    for event_file in event_files:
+        accumulator = EventAccumulator(str(event_file), size_guidance={"scalars": 0})
+        accumulator.Reload()
+        for tag in accumulator.Tags()["scalars"]:
+            series.setdefault(tag, []).extend((event.step, event.value) for event in accumulator.Scalars(tag))
+    return {tag: sorted(values) for tag, values in series.items()}
+
+
+def write_training_curve(series: dict[str, list[tuple[int, float]]], output_dir: Path) -> None:
+    """`training_curve.png` (training mel loss and validation scores against steps) and `training_curve.md`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    for tag in TRAINING_CURVES[:1] + VALIDATION_CURVES[:1]:
+        if tag in series:
+            steps, values = zip(*series[tag])
+            axes[0].plot(steps, values, label=tag, marker="o" if tag.startswith("validation") else None)
+    axes[0].set_ylabel("mel distance")
+    for axis, tag in zip(axes[1:], VALIDATION_CURVES[1:]):
+        if tag in series:
+            steps, values = zip(*series[tag])
+            axis.plot(steps, values, marker="o")
+        axis.set_ylabel(tag)
+    for axis in axes:
+        axis.set_xlabel("step")
+        axis.grid(alpha=0.3)
+    axes[0].legend()
+    figure.tight_layout()
+    figure.savefig(output_dir / "training_curve.png", dpi=100)
+    plt.close(figure)
+
+    validation_steps = sorted({step for tag in VALIDATION_CURVES for step, _ in series.get(tag, [])})
+    by_tag = {tag: dict(series.get(tag, [])) for tag in VALIDATION_CURVES}
+    lines = ["| step | mel distance | STFT distance | SI-SDR (dB) |", "|---:|---:|---:|---:|"]
+    for step in validation_steps:
+        cells = [f"{by_tag[tag][step]:.3f}" if step in by_tag[tag] else "" for tag in VALIDATION_CURVES]
+        lines.append(f"| {step} | " + " | ".join(cells) + " |")
+    (output_dir / "training_curve.md").write_text("\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run_dir", type=Path, default=Path("outputs/dac_reference"))
+    parser.add_argument("--export", default="best", help="which export of the run: best (validation mel) or final")
+    parser.add_argument("--output_dir", type=Path, default=Path("checkpoints/dac_reference"))
+    args = parser.parse_args(argv)
+
+    model = DacModel.from_pretrained(args.run_dir / args.export)
+    staging = args.output_dir.with_name(f".{args.output_dir.name}.incomplete")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    model.save_pretrained(staging)
+    DacFeatureExtractor.from_model_config(model.config).save_pretrained(staging)
+    weights_bytes = (staging / "model.safetensors").stat().st_size
+    if weights_bytes > MAX_WEIGHTS_BYTES:
+        raise ValueError(f"model.safetensors is {weights_bytes / 2**20:.1f} MiB, over the 20 MiB budget.")
+    write_training_curve(read_scalars(args.run_dir / "logs"), staging)
+    card = args.output_dir / "README.md"
+    if card.exists():  # the hand-written model card survives a repackaging
+        shutil.copy2(card, staging / "README.md")
+    shutil.rmtree(args.output_dir, ignore_errors=True)
+    staging.rename(args.output_dir)
+    print(f"{args.output_dir}: {weights_bytes / 2**20:.1f} MiB of weights, {model.config.bitrate / 1000:.2f} kbps")
+
+
+if __name__ == "__main__":
+    main()
