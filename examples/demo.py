@@ -49,6 +49,11 @@ def main() -> int:
     if args.model or DEFAULT_MODEL.is_dir():
         model = DacModel.from_pretrained(args.model or DEFAULT_MODEL)
         print(f"Model: {args.model or DEFAULT_MODEL}")
+        if not args.model:
+            print(
+                "NOTE: this is the project's small reference codec (16 kHz, 3 kbps, trained 68 min on a CPU): it "
+                "keeps pitch and rhythm but sounds noisy; see checkpoints/dac_reference/README.md for its metrics."
+            )
     else:
         model = untrained_fixture_model(args.output_dir)
         print(

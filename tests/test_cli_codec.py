@@ -10,6 +10,7 @@ import torch
 
 from modeling_dac import DacConfig, DacFile, DacModel
 from modeling_dac.cli import main
+from modeling_dac.commands import codec
 from modeling_dac.commands.codec import DEFAULT_MODEL, Job, describe_dac_file, plan_jobs
 
 from docs_examples import REPO, run_markdown_examples
@@ -98,8 +99,16 @@ def test_existing_outputs_are_refused_without_overwrite(audio_tree, tmp_path):
 # --- command-line errors ----------------------------------------------------------------------------------------
 
 
-def test_missing_model_is_an_error_naming_the_flag(audio_tree, tmp_path, capsys):
-    assert DEFAULT_MODEL is None
+def test_without_model_the_shipped_reference_checkpoint_is_used(tmp_path):
+    assert DEFAULT_MODEL is not None and Path(DEFAULT_MODEL).name == "dac_reference"
+    clip = tmp_path / "clip.wav"
+    soundfile.write(clip, np.zeros(4000, dtype=np.float32), 16000)
+    assert main(["encode", str(clip), "-o", str(tmp_path / "clip.dac"), "--no-progress"]) == 0
+    assert DacFile.load(tmp_path / "clip.dac").metadata.model_name == "dac_reference"
+
+
+def test_missing_model_without_a_default_is_an_error_naming_the_flag(audio_tree, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(codec, "DEFAULT_MODEL", None)
     assert main(["encode", str(audio_tree), "-o", str(tmp_path / "out")]) == 1
     assert "--model" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

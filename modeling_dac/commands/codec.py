@@ -18,8 +18,11 @@ from . import Command
 
 __all__ = ["COMMANDS", "DEFAULT_MODEL", "Job", "describe_dac_file", "plan_jobs"]
 
-# The checkpoint `--model` falls back to. None until a trained default ships: `--model` is required till then.
-DEFAULT_MODEL: str | None = None
+# The checkpoint `--model` falls back to: the reference codec shipped in a checkout of the repository
+# (checkpoints/dac_reference, trained with training/; see docs/reference_checkpoint.md). An installed package
+# without the checkout has none, and then `--model` is required.
+_REFERENCE_CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "dac_reference"
+DEFAULT_MODEL: str | None = str(_REFERENCE_CHECKPOINT) if _REFERENCE_CHECKPOINT.is_dir() else None
 
 DAC_SUFFIX = ".dac"
 DECODED_FORMATS = ("wav", "flac", "ogg", "mp3")
@@ -185,7 +188,8 @@ def _add_shared_arguments(parser: argparse.ArgumentParser, inputs_help: str, out
     parser.add_argument(
         "--model",
         default=DEFAULT_MODEL,
-        help="save_pretrained directory or hub id of a DacModel (required: no default checkpoint ships yet)",
+        help="save_pretrained directory or hub id of a DacModel (default: the repository's reference checkpoint, "
+        "a small 16 kHz codec; use a converted official model for real quality)",
     )
     parser.add_argument(
         "--device", default="auto", help="torch device: cpu, cuda, cuda:1, ... or auto (cuda when available)"
