@@ -7,7 +7,8 @@ medians of the per-repetition ratios (paired, so slow drift of the machine cance
 
 Reported per config, precision and duration: encode alone (tokenization), decode alone, both; the real-time
 factor (processing seconds per audio second); wall and CPU seconds; achieved GFLOP/s and the fraction of the
-matmul peak measured at the start at the same thread count; peak memory of the call. Then batch throughput
+matmul peak measured at the start at the same thread count, by wall clock and by CPU time (FLOP per CPU second:
+robust to other processes on a shared machine); peak memory of the call. Then batch throughput
 (seconds of audio per second) at several batch sizes. `--quality` measures what bf16 (and `--compile`) cost:
 the fraction of codes that change and the mel distance between the fp32 and the other reconstruction.
 
@@ -45,6 +46,7 @@ from harness import (  # noqa: E402
     cpu_description,
     load_config,
     make_models,
+    Peak,
     measure_peak_gflops,
     median,
     music_like,
@@ -55,10 +57,12 @@ from harness import (  # noqa: E402
 )
 
 from modeling_dac import DacConfig, DacModel  # noqa: E402
+from modeling_dac.audio import load_audio, resample  # noqa: E402
 from modeling_dac.metrics import mel_distance  # noqa: E402
 
 __all__ = ["main", "run_benchmark"]
 
+EXAMPLE_AUDIO = Path(__file__).resolve().parent.parent / "examples" / "audio" / "speech_and_music.flac"
 OFFICIAL_KWARGS = {
     "encoder_dim": "encoder_hidden_size",
     "encoder_rates": "downsampling_ratios",
@@ -94,19 +98,23 @@ class Row:
     both_cpu: float
     real_time_factor: float
     gflops: float
-    fraction_of_peak: float
+    fraction_of_peak_wall: float
+    fraction_of_peak_cpu: float
     peak_memory_mb: float
     speedup_encode: float | None = None
     speedup_decode: float | None = None
     speedup_both: float | None = None
+    speedup_both_range: tuple[float, float] | None = None
+    speedup_both_cpu: float | None = None
+    speedup_both_vs_fp32_port: float | None = None
     walls: list[tuple[float, float]] = field(default_factory=list)
 
 
 class InProcess:
     """A model of this process (ours or the port): times `encode` on the audio, then `decode` of its latent."""
 
-    def __init__(self, name: str, model: nn.Module, device: torch.device):
-        self.name, self.model, self.device = name, model, device
+    def __init__(self, name: str, precision: str, model: nn.Module, device: torch.device):
+        self.name, self.precision, self.model, self.device = name, precision, model, device
         self.dtype = next(model.parameters()).dtype  # the port needs its input in its own dtype
 
     def load_audio(self, audio: torch.Tensor) -> None:
@@ -142,7 +150,10 @@ class OfficialSubprocess:
 
     name = "official"
 
-    def __init__(self, python: str, config: DacConfig, state_dict: dict, threads: int, device: torch.device):
+    def __init__(
+        self, python: str, precision: str, config: DacConfig, state_dict: dict, threads: int, device: torch.device
+    ):
+        self.precision = precision
         self.workdir = Path(tempfile.mkdtemp(prefix="dac_official_"))
         kwargs = {official: getattr(config, ours) for official, ours in OFFICIAL_KWARGS.items()}
         (self.workdir / "kwargs.json").write_text(json.dumps(kwargs))
@@ -171,13 +182,10 @@ class OfficialSubprocess:
             raise RuntimeError(f"official worker: {reply['error']}")
         return reply
 
-    def set_dtype(self, dtype: str) -> None:
-        self.dtype_name = dtype
-
     def load_audio(self, audio: torch.Tensor) -> None:
         path = self.workdir / "audio.safetensors"
         save_file({"audio": audio.float().contiguous()}, path)
-        self._ask(op="load_audio", path=str(path), dtype=self.dtype_name)
+        self._ask(op="load_audio", path=str(path), dtype=self.precision)
 
     def encode(self) -> Timing:
         return Timing(**self._ask(op="encode"))
@@ -232,74 +240,122 @@ def test_audio(config: DacConfig, seconds: float, batch_size: int) -> torch.Tens
 
 
 def measure(implementations, audio: torch.Tensor, repetitions: int) -> dict[str, list[tuple[Timing, Timing]]]:
-    """Alternating runs: every repetition runs each implementation once (encode then decode) in turn."""
+    """
+    Alternating runs. Each repetition encodes with every implementation in turn, then decodes with every one in
+    turn, so that the runs being compared follow each other within seconds; the order rotates by one place per
+    repetition, so that no implementation always follows the same neighbour. One untimed encode and decode of
+    each comes first: kernel choices and oneDNN primitives are cached per shape, in a cache that everything in
+    the process shares, so without it the first implementation to meet a shape would pay for all.
+    """
     for implementation in implementations:
         implementation.load_audio(audio)
-    timings = {implementation.name: [] for implementation in implementations}
-    for _ in range(repetitions):
+        implementation.encode(), implementation.decode()
+    timings = {(implementation.name, implementation.precision): [] for implementation in implementations}
+    for repetition in range(repetitions):
+        shift = repetition % len(implementations)
+        order = implementations[shift:] + implementations[:shift]
+        encoded = {id(implementation): implementation.encode() for implementation in order}
+        decoded = {id(implementation): implementation.decode() for implementation in order}
         for implementation in implementations:
-            timings[implementation.name].append((implementation.encode(), implementation.decode()))
+            key = (implementation.name, implementation.precision)
+            timings[key].append((encoded[id(implementation)], decoded[id(implementation)]))
     return timings
 
 
-def summarize(timings, setting: dict, gflop: dict[str, float], peak_gflops: float, baseline: str) -> list[Row]:
+def paired_speedup(reference: list, runs: list, part) -> float:
+    """Median over repetitions of reference time / run time, `part` picking the seconds out of a run."""
+    return median([part(ref) / part(run) for ref, run in zip(reference, runs)])
+
+
+def summarize(timings, setting: dict, gflop: dict[str, float], peaks: dict[str, Peak]) -> list[Row]:
+    """One row per implementation and precision; ratios against transformers.DacModel, paired by repetition."""
     audio_seconds = setting["seconds"] * setting["batch_size"]
     flop = (gflop["encode"] + gflop["decode"]) * audio_seconds
     rows = []
-    for name, runs in timings.items():
-        encode = median([run[0].wall for run in runs])
-        decode = median([run[1].wall for run in runs])
+    for (name, precision), runs in timings.items():
         both = median([run[0].wall + run[1].wall for run in runs])
+        both_cpu = median([run[0].cpu + run[1].cpu for run in runs])
+        peak = peaks[precision]
         row = Row(
             implementation=name,
-            encode_wall=encode,
-            decode_wall=decode,
+            dtype=precision,
+            encode_wall=median([run[0].wall for run in runs]),
+            decode_wall=median([run[1].wall for run in runs]),
             both_wall=both,
-            both_cpu=median([run[0].cpu + run[1].cpu for run in runs]),
+            both_cpu=both_cpu,
             real_time_factor=both / audio_seconds,
             gflops=flop / both,
-            fraction_of_peak=flop / both / peak_gflops,
+            fraction_of_peak_wall=flop / both / peak.wall,
+            fraction_of_peak_cpu=flop / both_cpu / peak.cpu if both_cpu > 0 else math.nan,
             peak_memory_mb=max(max(run[0].peak_memory, run[1].peak_memory) for run in runs) / 2**20,
             walls=[(run[0].wall, run[1].wall) for run in runs],
             **setting,
         )
-        if baseline in timings and name != baseline:
-            reference = timings[baseline]
-            row.speedup_encode = median([ref[0].wall / run[0].wall for ref, run in zip(reference, runs)])
-            row.speedup_decode = median([ref[1].wall / run[1].wall for ref, run in zip(reference, runs)])
-            row.speedup_both = median(
-                [(ref[0].wall + ref[1].wall) / (run[0].wall + run[1].wall) for ref, run in zip(reference, runs)]
-            )
+        same_precision = timings.get(("transformers", precision))
+        if same_precision is not None and name != "transformers":
+            row.speedup_encode = paired_speedup(same_precision, runs, lambda run: run[0].wall)
+            row.speedup_decode = paired_speedup(same_precision, runs, lambda run: run[1].wall)
+            row.speedup_both = paired_speedup(same_precision, runs, lambda run: run[0].wall + run[1].wall)
+            ratios = [(ref[0].wall + ref[1].wall) / (run[0].wall + run[1].wall) for ref, run in zip(same_precision, runs)]
+            row.speedup_both_range = (min(ratios), max(ratios))
+            row.speedup_both_cpu = paired_speedup(same_precision, runs, lambda run: run[0].cpu + run[1].cpu)
+        fp32_port = timings.get(("transformers", "fp32"))
+        if fp32_port is not None and precision != "fp32":
+            row.speedup_both_vs_fp32_port = paired_speedup(fp32_port, runs, lambda run: run[0].wall + run[1].wall)
         rows.append(row)
     return rows
 
 
-def print_rows(rows: list[Row], title: str) -> None:
+def print_rows(rows: list[Row], title: str, device: torch.device) -> None:
+    """
+    A markdown table. "of peak" is, on a CPU, FLOP per CPU second over the matmul's FLOP per CPU second (robust
+    to other processes sharing the machine); on a GPU, FLOP per second over the matmul's.
+    """
     print(f"\n### {title}")
     print(
-        "| implementation | encode s | decode s | both s | RTF | x transformers (enc / dec / both) "
-        "| both CPU s | GFLOP/s | of peak | peak MB |"
+        "| implementation | precision | encode s | decode s | both s | RTF | x transformers, same precision "
+        "(enc / dec / both; both's range) | x transformers fp32 (both) | both CPU s | x transformers by CPU time "
+        "| GFLOP/s | of peak | peak MB |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
-        speedup = (
-            f"{row.speedup_encode:.2f} / {row.speedup_decode:.2f} / **{row.speedup_both:.2f}**"
-            if row.speedup_both is not None
-            else "1 (baseline)" if row.implementation == "transformers" else "n/a"
-        )
+        if row.speedup_both is not None:
+            low, high = row.speedup_both_range
+            speedup = (
+                f"{row.speedup_encode:.2f} / {row.speedup_decode:.2f} / **{row.speedup_both:.2f}** "
+                f"({low:.2f}-{high:.2f})"
+            )
+        else:
+            speedup = "1 (baseline)" if row.implementation == "transformers" else "n/a"
+        versus_fp32 = "" if row.speedup_both_vs_fp32_port is None else f"{row.speedup_both_vs_fp32_port:.2f}"
+        by_cpu = "" if row.speedup_both_cpu is None else f"{row.speedup_both_cpu:.2f}"
         print(
-            f"| {row.implementation} | {row.encode_wall:.2f} | {row.decode_wall:.2f} | {row.both_wall:.2f} "
-            f"| {row.real_time_factor:.3f} | {speedup} | {row.both_cpu:.2f} | {row.gflops:.1f} "
-            f"| {row.fraction_of_peak:.1%} | {row.peak_memory_mb:.0f} |"
+            f"| {row.implementation} | {row.dtype} | {row.encode_wall:.2f} | {row.decode_wall:.2f} "
+            f"| {row.both_wall:.2f} | {row.real_time_factor:.3f} | {speedup} | {versus_fp32} | {row.both_cpu:.2f} | {by_cpu} "
+            f"| {row.gflops:.1f} "
+            f"| {row.fraction_of_peak_cpu if device.type == 'cpu' else row.fraction_of_peak_wall:.1%} "
+            f"| {row.peak_memory_mb:.0f} |"
         )
     sys.stdout.flush()
 
 
+def quality_signals(config: DacConfig, seconds: float) -> dict[str, torch.Tensor]:
+    """Synthetic speech- and music-like clips, and the repository's example recording when it is there."""
+    signals = {
+        "speech-like": speech_like(seconds, config.sampling_rate, seed=7),
+        "music-like": music_like(seconds, config.sampling_rate, seed=7),
+    }
+    if EXAMPLE_AUDIO.is_file():
+        audio, sampling_rate = load_audio(EXAMPLE_AUDIO)
+        audio = resample(audio.mean(axis=0), sampling_rate, config.sampling_rate)
+        signals[EXAMPLE_AUDIO.name] = audio[: int(seconds * config.sampling_rate)].astype("float32")
+    return {name: torch.from_numpy(signal)[None, None] for name, signal in signals.items()}
+
+
 def quality_report(model: DacModel, variants: dict[str, DacModel], config: DacConfig, seconds: float) -> list[dict]:
-    """Codes changed and mel distance to the fp32 reconstruction, per variant, on speech- and music-like audio."""
+    """Codes changed and mel distance to the fp32 reconstruction, per variant and test signal."""
     results = []
-    for signal_name, signal in (("speech-like", speech_like), ("music-like", music_like)):
-        audio = torch.from_numpy(signal(seconds, config.sampling_rate, seed=7))[None, None]
+    for signal_name, audio in quality_signals(config, seconds).items():
         with torch.inference_mode():
             reference = model.encode(audio)
             reference_audio = model.decode(reference.quantized_representation).audio_values[0, 0, : audio.shape[-1]]
@@ -330,8 +386,8 @@ def quality_report(model: DacModel, variants: dict[str, DacModel], config: DacCo
 def run_benchmark(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    dtypes = args.dtypes.split(",")
-    peaks = {name: measure_peak_gflops(DTYPES[name], device=device) for name in dtypes}
+    peak_size = 512 if args.quick else None
+    peaks = {name: measure_peak_gflops(DTYPES[name], device, peak_size) for name in args.dtypes.split(",")}
     report = {
         "machine": cpu_description() if device.type == "cpu" else torch.cuda.get_device_name(device),
         "threads": args.threads,
@@ -339,13 +395,19 @@ def run_benchmark(args: argparse.Namespace) -> dict:
         "torch": torch.__version__,
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "command": " ".join(sys.argv),
-        "peak_gflops": peaks,
+        "peak_gflops": {name: asdict(peak) for name, peak in peaks.items()},
         "rows": [],
         "quality": [],
         "notes": [],
     }
     print(f"# {report['machine']}; {args.threads} threads; torch {torch.__version__}; {report['date']}")
-    print("# measured matmul peak: " + ", ".join(f"{name} {value:.0f} GFLOP/s" for name, value in peaks.items()))
+    print(
+        "# measured matmul peak: "
+        + ", ".join(
+            f"{name} {peak.wall:.0f} GFLOP/s wall clock, {peak.cpu:.0f} GFLOP per CPU second"
+            for name, peak in peaks.items()
+        )
+    )
 
     for config_name in args.configs.split(","):
         if args.checkpoint:
@@ -362,93 +424,112 @@ def run_benchmark(args: argparse.Namespace) -> dict:
             f"\n## {config_name}: {gflop['encode']:.1f} GFLOP to encode and {gflop['decode']:.1f} GFLOP to decode "
             "one second of audio (counted from the layer shapes)"
         )
-        official = None
+        implementations = build_implementations(args, config, config_name, ours, port, device, report)
+        try:
+            with torch.inference_mode():
+                for index, seconds in enumerate(float(value) for value in args.seconds.split(",") if value):
+                    timings = measure(implementations, test_audio(config, seconds, 1), args.repetitions)
+                    if index == 0:
+                        check_agreement(implementations, config_name, report)
+                    rows = summarize(timings, dict(config=config_name, seconds=seconds, batch_size=1), gflop, peaks)
+                    report["rows"] += [asdict(row) for row in rows]
+                    print_rows(rows, f"{config_name}, {seconds:g} s of audio, batch 1", device)
+                for batch_size in [int(value) for value in args.batch_sizes.split(",") if value]:
+                    audio = test_audio(config, args.batch_seconds, batch_size)
+                    timings = measure(implementations, audio, args.repetitions)
+                    if not args.seconds:
+                        check_agreement(implementations, config_name, report)
+                    setting = dict(config=config_name, seconds=args.batch_seconds, batch_size=batch_size)
+                    rows = summarize(timings, setting, gflop, peaks)
+                    report["rows"] += [asdict(row) for row in rows]
+                    print_rows(rows, f"{config_name}, batch {batch_size} x {args.batch_seconds:g} s", device)
+                    for row in rows:
+                        throughput = 1 / row.real_time_factor
+                        print(f"#   {row.implementation} {row.dtype}: {throughput:.2f} s of audio per second")
+            if args.quality:
+                variants = {
+                    f"{implementation.name} {implementation.precision}": implementation.model
+                    for implementation in implementations
+                    if implementation.name.startswith("ours")
+                    and not (implementation.name == "ours" and implementation.precision == "fp32")
+                }
+                quality = quality_report(ours, variants, config, args.quality_seconds)
+                report["quality"] += print_quality(quality, config_name)
+        finally:
+            for implementation in implementations:
+                implementation.close()
+    return report
+
+
+def build_implementations(args, config, config_name, ours, port, device, report) -> list:
+    """Ours, the port, and optionally ours compiled and the official package, in each requested precision."""
+    implementations = []
+    for precision in args.dtypes.split(","):
+        dtype = DTYPES[precision]
+        ours_variant = cast_for_inference(ours, dtype)
+        implementations += [
+            InProcess("ours", precision, ours_variant, device),
+            InProcess("transformers", precision, cast_for_inference(port, dtype), device),
+        ]
+        if args.compile:
+            start = time.perf_counter()
+            compiled = InProcess("ours + compile", precision, compiled_copy(ours_variant), device)
+            compiled.load_audio(test_audio(config, args.compile_seconds, 1))
+            with torch.inference_mode():
+                compiled.encode(), compiled.decode()
+            note = f"{config_name} {precision}: compiling took {time.perf_counter() - start:.0f} s (first call)"
+            report["notes"].append(note)
+            print(f"# {note}")
+            implementations.append(compiled)
         if args.official_python:
             try:
-                official = OfficialSubprocess(args.official_python, config, ours.state_dict(), args.threads, device)
+                implementations.append(
+                    OfficialSubprocess(
+                        args.official_python, precision, config, ours.state_dict(), args.threads, device
+                    )
+                )
             except (OSError, RuntimeError) as error:
                 report["notes"].append(f"official package skipped: {error}")
                 print(f"# official package skipped: {error}")
+    return implementations
 
-        for dtype_name in dtypes:
-            dtype = DTYPES[dtype_name]
-            ours_variant = cast_for_inference(ours, dtype)
-            implementations = [
-                InProcess("ours", ours_variant, device),
-                InProcess("transformers", cast_for_inference(port, dtype), device),
-            ]
-            if args.compile:
-                start = time.perf_counter()
-                compiled = InProcess("ours + compile", compiled_copy(ours_variant), device)
-                compiled.load_audio(test_audio(config, args.check_seconds, 1))
-                with torch.inference_mode():
-                    compiled.encode(), compiled.decode()
-                note = f"{config_name} {dtype_name}: compiling took {time.perf_counter() - start:.0f} s (first call)"
-                report["notes"].append(note)
-                print(f"# {note}")
-                implementations.append(compiled)
-            if official is not None:
-                official.set_dtype(dtype_name)
-                implementations.append(official)
 
-            with torch.inference_mode():
-                # Warm-up on a short clip, which also checks that everyone computes the same thing.
-                measure(implementations, test_audio(config, args.check_seconds, 1), repetitions=1)
-                reference = implementations[0].outputs()
-                for implementation in implementations[1:]:
-                    line = f"{config_name} {dtype_name}: {implementation.name} vs ours: " + agreement(
-                        reference, implementation.outputs()
-                    )
-                    report["notes"].append(line)
-                    print(f"# {line}")
+def check_agreement(implementations, config_name: str, report: dict) -> None:
+    """Compares the last outputs of every implementation (all on the same audio) with ours at the same precision."""
+    references = {item.precision: item.outputs() for item in implementations if item.name == "ours"}
+    for implementation in implementations:
+        if implementation.name != "ours":
+            outputs = implementation.outputs()
+            line = f"{config_name} {implementation.precision}: {implementation.name} vs ours: " + agreement(
+                references[implementation.precision], outputs
+            )
+            report["notes"].append(line)
+            print(f"# {line}")
 
-                for seconds in [float(value) for value in args.seconds.split(",")]:
-                    timings = measure(implementations, test_audio(config, seconds, 1), args.repetitions)
-                    setting = dict(config=config_name, dtype=dtype_name, seconds=seconds, batch_size=1)
-                    rows = summarize(timings, setting, gflop, peaks[dtype_name], baseline="transformers")
-                    report["rows"] += [asdict(row) for row in rows]
-                    print_rows(rows, f"{config_name}, {dtype_name}, {seconds:g} s of audio, batch 1")
 
-                for batch_size in [int(value) for value in args.batch_sizes.split(",") if value]:
-                    timings = measure(
-                        implementations, test_audio(config, args.batch_seconds, batch_size), args.repetitions
-                    )
-                    setting = dict(config=config_name, dtype=dtype_name, seconds=args.batch_seconds, batch_size=batch_size)
-                    rows = summarize(timings, setting, gflop, peaks[dtype_name], baseline="transformers")
-                    report["rows"] += [asdict(row) for row in rows]
-                    print_rows(rows, f"{config_name}, {dtype_name}, batch {batch_size} x {args.batch_seconds:g} s")
-                    for row in rows:
-                        print(f"#   {row.implementation}: {1 / row.real_time_factor:.2f} s of audio per second")
-
-        if args.quality:
-            variants = {name: cast_for_inference(ours, DTYPES[name]) for name in dtypes if name != "fp32"}
-            if args.compile:
-                variants["fp32 + compile"] = compiled_copy(ours)
-            quality = quality_report(ours, variants, config, args.quality_seconds)
-            for entry in quality:
-                entry["config"] = config_name
-            report["quality"] += quality
-            print(f"\n### {config_name}: cost of lower precision / compilation against fp32 eager")
-            print("| signal | variant | codes changed | first codebook changed | mel distance to fp32 output "
-                  "| (fp32 output to original) | max abs difference |")
-            print("|---|---|---|---|---|---|---|")
-            for entry in quality:
-                print(
-                    f"| {entry['signal']} | {entry['variant']} | {entry['codes_changed']:.2%} "
-                    f"| {entry['first_codebook_changed']:.2%} | {entry['mel_distance_to_fp32']:.4f} "
-                    f"| {entry['mel_distance_fp32_to_original']:.3f} | {entry['max_audio_difference']:.2e} |"
-                )
-        if official is not None:
-            official.close()
-    return report
+def print_quality(quality: list[dict], config_name: str) -> list[dict]:
+    print(f"\n### {config_name}: what lower precision and compilation change against fp32 eager")
+    print(
+        "| signal | variant | codes changed | first codebook changed | mel distance to the fp32 output "
+        "| (fp32 output to the original) | max abs difference |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for entry in quality:
+        entry["config"] = config_name
+        print(
+            f"| {entry['signal']} | {entry['variant']} | {entry['codes_changed']:.2%} "
+            f"| {entry['first_codebook_changed']:.2%} | {entry['mel_distance_to_fp32']:.4f} "
+            f"| {entry['mel_distance_fp32_to_original']:.3f} | {entry['max_audio_difference']:.2e} |"
+        )
+    return quality
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", default="44khz,24khz", help="comma-separated: 44khz, 24khz, 16khz, tiny, ...")
     parser.add_argument("--checkpoint", help="a save_pretrained directory with real weights (instead of random)")
-    parser.add_argument("--seconds", default="10", help="comma-separated audio durations, batch 1")
-    parser.add_argument("--batch-sizes", default="4", help="comma-separated batch sizes for throughput ('' for none)")
+    parser.add_argument("--seconds", default="10", help="comma-separated audio durations at batch 1 ('' for none)")
+    parser.add_argument("--batch-sizes", default="", help="comma-separated batch sizes for throughput, e.g. 1,4")
     parser.add_argument("--batch-seconds", type=float, default=1.0, help="clip duration in the batched runs")
     parser.add_argument("--dtypes", default="fp32", help="comma-separated: fp32, bf16")
     parser.add_argument("--repetitions", type=int, default=3)
@@ -457,7 +538,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--compile", action="store_true", help="also time our model after compile_for_inference()")
     parser.add_argument("--quality", action="store_true", help="measure codes changed and mel distance vs fp32")
     parser.add_argument("--quality-seconds", type=float, default=5.0)
-    parser.add_argument("--check-seconds", type=float, default=1.0, help="warm-up and agreement clip duration")
+    parser.add_argument("--compile-seconds", type=float, default=1.0, help="audio of the first (compiling) call")
     parser.add_argument("--official-python", help="interpreter with descript-audio-codec 1.0.0 installed")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, help="also write the results as JSON here")
@@ -465,13 +546,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.configs, args.seconds, args.batch_sizes, args.batch_seconds = "tiny", "0.5", "2", 0.25
-        args.repetitions, args.quality_seconds, args.check_seconds = 1, 0.5, 0.25
+        args.repetitions, args.quality_seconds, args.compile_seconds = 1, 0.5, 0.25
     return args
+
+
+def print_summary(report: dict) -> None:
+    """One line per setting: how much faster than transformers.DacModel each implementation is (wall clock)."""
+    print("\n## Summary: speed-up over transformers.DacModel (median of paired ratios; >1 is faster)")
+    for row in report["rows"]:
+        if row["speedup_both"] is not None:
+            versus_fp32 = row["speedup_both_vs_fp32_port"]
+            print(
+                f"{row['implementation']:>14} {row['dtype']} | {row['config']} {row['seconds']:g} s x batch "
+                f"{row['batch_size']}: encode x{row['speedup_encode']:.2f}, decode x{row['speedup_decode']:.2f}, "
+                f"both x{row['speedup_both']:.2f} (by CPU time x{row['speedup_both_cpu']:.2f})"
+                + ("" if versus_fp32 is None else f"; both x{versus_fp32:.2f} against transformers fp32")
+            )
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     report = run_benchmark(args)
+    print_summary(report)
     if args.output:
         temporary = args.output.with_suffix(args.output.suffix + ".tmp")
         temporary.write_text(json.dumps(report, indent=2) + "\n")

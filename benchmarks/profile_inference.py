@@ -14,6 +14,7 @@ quantizer stays in fp32).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from collections import defaultdict
@@ -140,8 +141,18 @@ def main(argv: list[str] | None = None) -> None:
     audio_seconds = args.seconds * args.batch_size
     print(f"# {args.model} DacModel, {args.config}, {args.part}, {audio_seconds:g} s of audio (batch {args.batch_size})")
     print(f"# {args.dtype}, {args.threads} threads, torch {torch.__version__}; {cpu_description()}")
-    print(f"# measured matmul peak {peak:.0f} GFLOP/s ({args.dtype})")
-    print(f"{'layer type':24} {'wall s':>8} {'share':>6} {'cpu s':>8} {'GFLOP':>8} {'GFLOP/s':>8} {'of peak':>8}")
+    print(f"# measured matmul peak ({args.dtype}): {peak.wall:.0f} GFLOP/s wall clock, {peak.cpu:.0f} per CPU second")
+    print(
+        f"{'layer type':24} {'wall s':>8} {'share':>6} {'cpu s':>8} {'GFLOP':>8} {'GFLOP/s':>8} "
+        f"{'of peak':>8} {'of peak (cpu)':>13}"
+    )
+    def rates(row: dict[str, float]) -> str:
+        if not row["gflop"]:
+            return ""
+        rate = row["gflop"] / row["wall"]
+        cpu_fraction = row["gflop"] / row["cpu"] / peak.cpu if row["cpu"] > 0 else math.nan
+        return f"{row['gflop']:8.1f} {rate:8.1f} {rate / peak.wall:8.1%} {cpu_fraction:13.1%}"
+
     accounted_wall = accounted_cpu = total_gflop = 0.0
     for kind in KINDS:
         row = rows.get(kind)
@@ -150,17 +161,11 @@ def main(argv: list[str] | None = None) -> None:
         accounted_wall += row["wall"]
         accounted_cpu += row["cpu"]
         total_gflop += row["gflop"]
-        rate = row["gflop"] / row["wall"] if row["gflop"] else 0.0
-        print(
-            f"{kind:24} {row['wall']:8.3f} {row['wall'] / total_wall:6.1%} {row['cpu']:8.3f} {row['gflop']:8.1f} "
-            + (f"{rate:8.1f} {rate / peak:8.1%}" if rate else f"{'':8} {'':8}")
-        )
+        print(f"{kind:24} {row['wall']:8.3f} {row['wall'] / total_wall:6.1%} {row['cpu']:8.3f} " + rates(row))
     other_wall, other_cpu = total_wall - accounted_wall, total_cpu - accounted_cpu
     print(f"{'other (adds, pads, ...)':24} {other_wall:8.3f} {other_wall / total_wall:6.1%} {other_cpu:8.3f}")
-    rate = total_gflop / total_wall
-    print(
-        f"{'total':24} {total_wall:8.3f} {1:6.1%} {total_cpu:8.3f} {total_gflop:8.1f} {rate:8.1f} {rate / peak:8.1%}"
-    )
+    total = {"wall": total_wall, "cpu": total_cpu, "gflop": total_gflop}
+    print(f"{'total':24} {total_wall:8.3f} {1:6.1%} {total_cpu:8.3f} " + rates(total))
     print(f"# real-time factor (processing seconds per audio second): {total_wall / audio_seconds:.3f}")
     if args.ops:
         print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=20))

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
 from modeling_dac import DacConfig, DacModel
 from modeling_dac.modeling_dac import DacResidualUnit, DacSnake1d
@@ -199,15 +198,22 @@ def test_synthetic_audio_is_deterministic_bounded_and_not_silent():
 
 def test_quick_benchmark_reports_ratios_against_transformers(tmp_path, capsys):
     output = tmp_path / "bench.json"
-    report = bench_inference.main(["--quick", "--threads", "1", "--output", str(output)])
+    report = bench_inference.main(["--quick", "--threads", "1", "--dtypes", "fp32,bf16", "--output", str(output)])
     printed = capsys.readouterr().out
-    assert "x transformers" in printed and "| ours |" in printed
-    rows = {(row["implementation"], row["batch_size"]): row for row in report["rows"]}
-    assert set(rows) == {("ours", 1), ("transformers", 1), ("ours", 2), ("transformers", 2)}
-    ours = rows[("ours", 1)]
-    assert ours["speedup_both"] > 0 and rows[("transformers", 1)]["speedup_both"] is None
-    assert ours["both_wall"] == pytest.approx(ours["encode_wall"] + ours["decode_wall"], rel=0.5)
-    assert any("transformers vs ours: codes changed 0.00%" in note for note in report["notes"])
+    assert "x transformers" in printed and "| ours | bf16 |" in printed
+    rows = {(row["implementation"], row["dtype"], row["batch_size"]): row for row in report["rows"]}
+    assert set(rows) == {
+        (name, dtype, batch) for name in ("ours", "transformers") for dtype in ("fp32", "bf16") for batch in (1, 2)
+    }
+    ours = rows[("ours", "fp32", 1)]
+    assert ours["speedup_both"] > 0 and rows[("transformers", "fp32", 1)]["speedup_both"] is None
+    assert ours["speedup_both_vs_fp32_port"] is None  # same precision: one ratio only
+    assert rows[("ours", "bf16", 1)]["speedup_both_vs_fp32_port"] > 0
+    assert rows[("transformers", "bf16", 1)]["speedup_both_vs_fp32_port"] > 0
+    # Ratios are medians of per-repetition ratios; with one repetition they are plain quotients of the times.
+    port = rows[("transformers", "fp32", 1)]
+    assert ours["speedup_both"] == pytest.approx(port["both_wall"] / ours["both_wall"])
+    assert any("fp32: transformers vs ours: codes changed 0.00%" in note for note in report["notes"])
     written = json.loads(output.read_text())
     assert [row["speedup_both"] for row in written["rows"]] == [row["speedup_both"] for row in report["rows"]]
 
@@ -227,10 +233,9 @@ def test_official_state_dict_round_trips_through_the_official_converter():
 def test_official_worker_runs_the_same_weights():
     model = small_model(seed=8, sampling_rate=44100)
     worker = bench_inference.OfficialSubprocess(
-        "/tmp/official_venv/bin/python", model.config, model.state_dict(), threads=1, device=torch.device("cpu")
+        "/tmp/official_venv/bin/python", "fp32", model.config, model.state_dict(), threads=1, device=torch.device("cpu")
     )
     try:
-        worker.set_dtype("fp32")
         audio = torch.randn(1, 1, 6 * model.config.hop_length) * 0.3
         worker.load_audio(audio)
         assert worker.encode().wall > 0 and worker.decode().wall > 0
