@@ -59,7 +59,7 @@ def test_snake_with_autograd_keeps_the_differentiable_formula():
     assert snake.alpha.grad is not None and torch.isfinite(snake.alpha.grad).all()
 
 
-def test_residual_unit_in_place_add_matches_and_keeps_its_input():
+def test_residual_unit_fused_add_matches_and_keeps_its_input():
     torch.manual_seed(2)
     unit = DacResidualUnit(8, dilation=3)
     hidden_states = torch.randn(2, 8, 120)
@@ -69,7 +69,8 @@ def test_residual_unit_in_place_add_matches_and_keeps_its_input():
     with torch.inference_mode():
         fast = unit(hidden_states)
     assert torch.equal(hidden_states, kept)
-    assert torch.equal(fast, reference.detach())
+    # The inference path adds the 1x1 product onto the input in one matrix operation: float rounding only.
+    torch.testing.assert_close(fast, reference.detach(), rtol=1e-6, atol=1e-6)
 
 
 def test_residual_unit_under_bf16_autocast_keeps_an_fp32_skip_path():
@@ -82,14 +83,14 @@ def test_residual_unit_under_bf16_autocast_keeps_an_fp32_skip_path():
     assert output.dtype == torch.float32
 
 
-def test_model_outputs_do_not_depend_on_the_autograd_mode():
+def test_model_outputs_agree_across_autograd_modes():
     model = small_model()
     audio = torch.randn(2, 1, 3000) * 0.3
     graded = model(audio)
     with torch.inference_mode():
         fast = model(audio)
     assert torch.equal(graded.audio_codes, fast.audio_codes)
-    assert torch.equal(graded.audio_values.detach(), fast.audio_values)
+    torch.testing.assert_close(fast.audio_values, graded.audio_values.detach(), rtol=0, atol=1e-6)
     graded.loss.backward()  # training still differentiates through the reference path
     assert model.decoder.block[0].snake1.alpha.grad is None  # loss comes from the quantizer, not the decoder
     assert model.encoder.block[0].res_unit1.snake1.alpha.grad is not None

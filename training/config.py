@@ -171,6 +171,13 @@ class DacTrainingArguments:
     mel_loss_weight: float = 15.0
     feature_matching_loss_weight: float = 2.0
     adversarial_loss_weight: float = 1.0
+    waveform_loss_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "Weight of an L1 loss on the waveform (0 in the released recipe). It ties the phase of the "
+            "reconstruction to the input, which raises SI-SDR early in training."
+        },
+    )
     mixed_precision: str | None = field(
         default=None, metadata={"help": "`no` or `bf16`; default: what `accelerate launch` was told."}
     )
@@ -189,12 +196,20 @@ class DacTrainingArguments:
         default=10, metadata={"help": "Stop when this many steps in a row have a NaN/Inf loss or gradient."}
     )
 
+    @property
+    def trains_discriminator(self) -> bool:
+        """With both adversarial weights at 0 the discriminator is neither run nor updated (mel/waveform-only training)."""
+        return self.adversarial_loss_weight > 0 or self.feature_matching_loss_weight > 0
+
     def __post_init__(self):
         if self.mixed_precision not in (None, "no", "bf16"):
             raise ValueError(
                 f"mixed_precision={self.mixed_precision!r} is not supported: use `no` or `bf16`. fp16 needs a loss "
                 "scaler per network, and GAN training of DAC is not stable in fp16."
             )
+        for name in ("mel_loss_weight", "feature_matching_loss_weight", "adversarial_loss_weight", "waveform_loss_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative, got {getattr(self, name)}.")
         for name in ("max_steps", "batch_size", "save_steps", "save_total_limit", "eval_steps", "sample_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}.")

@@ -6,6 +6,7 @@ every process (so distributed runs stay in step) and is reported to the caller.
 """
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -104,7 +105,8 @@ class DacGanStep:
         output = self.generator(audio)
         reconstruction = output.audio_values.float()
         forward_done = self._clock()
-        self._update_discriminator(audio, reconstruction, result)
+        if self.args.trains_discriminator:
+            self._update_discriminator(audio, reconstruction, result)
         discriminator_done = self._clock()
         if result.skipped is None:
             self._update_generator(audio, reconstruction, output, result)
@@ -133,39 +135,45 @@ class DacGanStep:
         self.optimizer_d.step()
         self.scheduler_d.step()
 
-    def _update_generator(self, audio: torch.Tensor, reconstruction: torch.Tensor, output, result: DacStepResult):
+    @contextmanager
+    def _discriminator_frozen(self):
+        """
+        The generator loss needs gradients through the discriminator, not for its weights: skip computing those
+        (and the distributed gradient sync of the discriminator) until the generator's backward pass is done.
+        """
+        if not self.args.trains_discriminator:
+            yield
+            return
         discriminator_parameters = [p for p in self.discriminator.parameters() if p.requires_grad]
-        # The generator loss needs gradients through the discriminator, not for its weights: skip computing those.
         with self.accelerator.no_sync(self.discriminator):
             for parameter in discriminator_parameters:
                 parameter.requires_grad_(False)
             try:
-                real, fake = _split(self.discriminator(torch.cat([audio, reconstruction])), audio.shape[0])
-                losses = {
-                    "loss/mel": self.mel_distance(audio, reconstruction),
-                    "loss/adversarial": generator_adversarial_loss(fake),
-                    "loss/feature_matching": feature_matching_loss(real, fake),
-                }
-                loss = (
-                    self.args.mel_loss_weight * losses["loss/mel"]
-                    + self.args.adversarial_loss_weight * losses["loss/adversarial"]
-                    + self.args.feature_matching_loss_weight * losses["loss/feature_matching"]
-                    + output.loss
-                )
-                losses.update({"loss/commitment": output.commitment_loss, "loss/codebook": output.codebook_loss})
-                losses["loss/generator"] = loss
-                result.values.update({name: value.detach() for name, value in losses.items()})
-                with torch.no_grad():
-                    result.values["loss/stft"] = self.stft_distance(audio, reconstruction)
-                    result.values["loss/waveform_l1"] = F.l1_loss(reconstruction, audio)
-                if not self._finite_everywhere(loss):
-                    result.skipped = "generator update: non-finite generator loss"
-                    return
-                self.optimizer_g.zero_grad(set_to_none=True)
-                self.accelerator.backward(loss)
+                yield
             finally:
                 for parameter in discriminator_parameters:
                     parameter.requires_grad_(True)
+
+    def _update_generator(self, audio: torch.Tensor, reconstruction: torch.Tensor, output, result: DacStepResult):
+        with self._discriminator_frozen():
+            losses = {"loss/mel": self.mel_distance(audio, reconstruction)}
+            loss = self.args.mel_loss_weight * losses["loss/mel"] + output.loss
+            if self.args.waveform_loss_weight > 0:
+                losses["loss/waveform_l1"] = F.l1_loss(reconstruction, audio)
+                loss = loss + self.args.waveform_loss_weight * losses["loss/waveform_l1"]
+            if self.args.trains_discriminator:
+                loss = loss + self._adversarial_losses(audio, reconstruction, losses)
+            losses.update({"loss/commitment": output.commitment_loss, "loss/codebook": output.codebook_loss})
+            losses["loss/generator"] = loss
+            result.values.update({name: value.detach() for name, value in losses.items()})
+            with torch.no_grad():
+                result.values["loss/stft"] = self.stft_distance(audio, reconstruction)
+                result.values["loss/waveform_l1"] = F.l1_loss(reconstruction, audio)
+            if not self._finite_everywhere(loss):
+                result.skipped = "generator update: non-finite generator loss"
+                return
+            self.optimizer_g.zero_grad(set_to_none=True)
+            self.accelerator.backward(loss)
         trainable = [p for p in self.generator.parameters() if p.requires_grad]
         grad_norm = self.accelerator.clip_grad_norm_(trainable, self.args.generator_max_grad_norm)
         result.values["grad_norm/generator"] = grad_norm.detach()
@@ -175,3 +183,13 @@ class DacGanStep:
             return
         self.optimizer_g.step()
         self.scheduler_g.step()
+
+    def _adversarial_losses(self, audio: torch.Tensor, reconstruction: torch.Tensor, losses: dict) -> torch.Tensor:
+        """Weighted adversarial and feature-matching losses; records both in `losses`."""
+        real, fake = _split(self.discriminator(torch.cat([audio, reconstruction])), audio.shape[0])
+        losses["loss/adversarial"] = generator_adversarial_loss(fake)
+        losses["loss/feature_matching"] = feature_matching_loss(real, fake)
+        return (
+            self.args.adversarial_loss_weight * losses["loss/adversarial"]
+            + self.args.feature_matching_loss_weight * losses["loss/feature_matching"]
+        )
