@@ -1,5 +1,6 @@
 """The inference fast paths compute what the reference formulas compute, and the benchmark tools measure what
-they claim: in-place Snake and residual adds (bit-identical, inputs untouched, training unaffected), bf16
+they claim: in-place Snake (bit-identical) and the fused 1x1 + residual add (float rounding; inputs untouched,
+training unaffected), bf16
 models (fp32 quantizer, dtype plumbing, bounded error), the compiled path, FLOP counting, the layer profile and
 the side-by-side benchmark in its quick mode. The device-generic timing and memory code runs here on the CPU."""
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from docs_examples import REPO, run_markdown_examples
 from modeling_dac import DacConfig, DacModel
 from modeling_dac.modeling_dac import DacResidualUnit, DacSnake1d
 
@@ -248,3 +250,15 @@ def test_official_worker_runs_the_same_weights():
         decoded = model.decode(encoded.quantized_representation).audio_values
     assert torch.equal(codes, encoded.audio_codes)
     assert (audio_values - decoded[..., : audio_values.shape[-1]]).abs().max() <= 1e-4
+
+
+def test_fast_inference_page_examples_run(monkeypatch):
+    # Inductor's code generation needs a C++ toolchain and minutes on CI; the page's call is traced the same way.
+    compile_for_inference = DacModel.compile_for_inference
+    monkeypatch.setattr(
+        DacModel, "compile_for_inference", lambda self, **options: compile_for_inference(self, backend="aot_eager")
+    )
+    monkeypatch.chdir(REPO)
+    namespace = run_markdown_examples(REPO / "docs" / "fast_inference.md")
+    assert namespace["changed"] < 0.2
+    assert next(namespace["model_bf16"].decoder.parameters()).dtype == torch.bfloat16

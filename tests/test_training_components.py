@@ -76,8 +76,10 @@ def test_released_recipes_describe_the_released_models(name):
 class _Models:
     """A tiny generator and discriminator with their optimizers, prepared by a CPU Accelerator."""
 
-    def __init__(self, freeze: tuple[str, ...] = (), quantizer_dropout: float = 0.0):
-        model_args, _, self.args = load_training_arguments(["--config", TINY, "--quantizer_dropout", str(quantizer_dropout)])
+    def __init__(self, freeze: tuple[str, ...] = (), quantizer_dropout: float = 0.0, options: tuple[str, ...] = ()):
+        model_args, _, self.args = load_training_arguments(
+            ["--config", TINY, "--quantizer_dropout", str(quantizer_dropout), *options]
+        )
         torch.manual_seed(0)
         self.accelerator = Accelerator(cpu=True)
         generator = DacModel(model_args.generator_config())
@@ -130,6 +132,31 @@ def test_step_updates_discriminator_before_generator_losses_and_decays_learning_
     total = (15 * result.values["loss/mel"] + 2 * result.values["loss/feature_matching"]
              + result.values["loss/adversarial"] + 0.25 * result.values["loss/commitment"] + result.values["loss/codebook"])
     torch.testing.assert_close(result.values["loss/generator"], total)
+
+
+def test_waveform_loss_without_discriminator_trains_the_generator_alone():
+    models = _Models(options=("--adversarial_loss_weight", "0", "--feature_matching_loss_weight", "0",
+                              "--waveform_loss_weight", "100"))
+    calls = []
+    models.discriminator.register_forward_pre_hook(lambda module, args: calls.append(1))
+    discriminator_before = models.snapshot(models.discriminator)
+    generator_before = models.snapshot(models.generator)
+
+    result = models.step(_audio())
+
+    assert result.skipped is None and calls == []
+    assert all(torch.equal(v, models.snapshot(models.discriminator)[k]) for k, v in discriminator_before.items())
+    assert any(not torch.equal(v, models.snapshot(models.generator)[k]) for k, v in generator_before.items())
+    assert "loss/adversarial" not in result.values and "loss/discriminator" not in result.values
+    total = (15 * result.values["loss/mel"] + 100 * result.values["loss/waveform_l1"]
+             + 0.25 * result.values["loss/commitment"] + result.values["loss/codebook"])
+    torch.testing.assert_close(result.values["loss/generator"], total)
+    assert [s.get_last_lr()[0] for s in models.schedulers] == [5e-4, 1e-3]  # only the generator stepped
+
+
+def test_negative_loss_weights_are_refused():
+    with pytest.raises(ValueError, match="waveform_loss_weight must not be negative"):
+        load_training_arguments(["--config", TINY, "--waveform_loss_weight", "-1"])
 
 
 def test_non_finite_loss_skips_both_updates():
