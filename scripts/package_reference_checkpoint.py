@@ -38,6 +38,20 @@ def read_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return {tag: sorted(values) for tag, values in series.items()}
 
 
+def concatenate_runs(runs: list[dict[str, list[tuple[int, float]]]]) -> dict[str, list[tuple[int, float]]]:
+    """
+    The series of runs that continued one another (a later run started from the previous run's export), with
+    each run's steps shifted to follow the last step of the runs before it.
+    """
+    series: dict[str, list[tuple[int, float]]] = {}
+    offset = 0
+    for run in runs:
+        for tag, values in run.items():
+            series.setdefault(tag, []).extend((step + offset, value) for step, value in values)
+        offset += max((step for values in run.values() for step, _ in values), default=0)
+    return series
+
+
 def write_training_curve(series: dict[str, list[tuple[int, float]]], output_dir: Path) -> None:
     """`training_curve.png` (training mel loss and validation scores against steps) and `training_curve.md`."""
     import matplotlib
@@ -75,12 +89,18 @@ def write_training_curve(series: dict[str, list[tuple[int, float]]], output_dir:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run_dir", type=Path, default=Path("outputs/dac_reference"))
-    parser.add_argument("--export", default="best", help="which export of the run: best (validation mel) or final")
+    parser.add_argument(
+        "--run_dir",
+        type=Path,
+        nargs="+",
+        default=[Path("outputs/dac_reference")],
+        help="the training run, or several runs that continued one another, in order; the model is the last one's",
+    )
+    parser.add_argument("--export", default="best", help="which export of the last run: best (validation mel) or final")
     parser.add_argument("--output_dir", type=Path, default=Path("checkpoints/dac_reference"))
     args = parser.parse_args(argv)
 
-    model = DacModel.from_pretrained(args.run_dir / args.export)
+    model = DacModel.from_pretrained(args.run_dir[-1] / args.export)
     staging = args.output_dir.with_name(f".{args.output_dir.name}.incomplete")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -89,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     weights_bytes = (staging / "model.safetensors").stat().st_size
     if weights_bytes > MAX_WEIGHTS_BYTES:
         raise ValueError(f"model.safetensors is {weights_bytes / 2**20:.1f} MiB, over the 20 MiB budget.")
-    write_training_curve(read_scalars(args.run_dir / "logs"), staging)
+    write_training_curve(concatenate_runs([read_scalars(run_dir / "logs") for run_dir in args.run_dir]), staging)
     card = args.output_dir / "README.md"
     if card.exists():  # the hand-written model card survives a repackaging
         shutil.copy2(card, staging / "README.md")

@@ -92,3 +92,13 @@ def test_docs_example_runs(monkeypatch):
     monkeypatch.chdir(REPO)
     namespace = run_markdown_examples(REPO / "docs" / "reference_checkpoint.md")
     assert namespace["distance"] < MEL_DISTANCE_BOUND["demo"]
+
+
+def test_training_curves_of_continued_runs_are_joined_in_order():
+    from package_reference_checkpoint import concatenate_runs
+
+    stage1 = {"validation/mel_distance": [(200, 5.0), (3000, 4.0)], "loss/mel": [(10, 6.0), (3000, 3.5)]}
+    stage2 = {"validation/mel_distance": [(100, 3.9), (500, 3.6)], "loss/waveform_l1": [(10, 0.2)]}
+    joined = concatenate_runs([stage1, stage2])
+    assert joined["validation/mel_distance"] == [(200, 5.0), (3000, 4.0), (3100, 3.9), (3500, 3.6)]
+    assert joined["loss/waveform_l1"] == [(3010, 0.2)] and joined["loss/mel"] == [(10, 6.0), (3000, 3.5)]
