@@ -138,7 +138,7 @@ class DacPointwiseConv1d(nn.Conv1d):
     def forward(self, hidden_states: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         if residual is None:
             return super().forward(hidden_states)
-        # Training, and autocast, keep the official order (under autocast: a bf16 product added to the fp32 skip).
+        # With autograd, or under autocast (a bf16 product added to the fp32 skip path), the official order.
         if (
             torch.is_grad_enabled()
             or (residual.device.type != "meta" and torch.is_autocast_enabled(residual.device.type))

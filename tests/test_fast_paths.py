@@ -1,8 +1,8 @@
 """The inference fast paths compute what the reference formulas compute, and the benchmark tools measure what
-they claim: in-place Snake (bit-identical) and the fused 1x1 + residual add (float rounding; inputs untouched,
-training unaffected), bf16
-models (fp32 quantizer, dtype plumbing, bounded error), the compiled path, FLOP counting, the layer profile and
-the side-by-side benchmark in its quick mode. The device-generic timing and memory code runs here on the CPU."""
+they claim: in-place Snake (bit-identical), the 1x1 convolution accumulated onto the skip path (float rounding),
+both leaving their inputs untouched and training unaffected; bf16 models (fp32 quantizer, dtype plumbing,
+bounded error), the compiled path, FLOP counting, the layer profile and the side-by-side benchmark in its quick
+mode. The device-generic timing and memory code runs here on the CPU."""
 
 import json
 import math

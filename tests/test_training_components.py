@@ -69,6 +69,7 @@ def test_released_recipes_describe_the_released_models(name):
     }
     assert (training.batch_size, training.max_steps, training.learning_rate, training.lr_decay) == (72, 400_000, 1e-4, 0.999996)
     assert (training.mel_loss_weight, training.feature_matching_loss_weight, training.adversarial_loss_weight) == (15, 2, 1)
+    assert training.waveform_loss_weight == 0
     assert (model.commitment_loss_weight, model.codebook_loss_weight, model.quantizer_dropout) == (0.25, 1.0, 0.5)
     assert (data.sample_duration, data.loudness_target) == (0.38, -16.0)
 

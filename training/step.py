@@ -1,12 +1,14 @@
 """One training iteration of the released DAC recipe, with NaN/Inf protection.
 
 Order: generator forward; discriminator update on the detached reconstruction; generator losses against the
-updated discriminator; generator update. A non-finite loss or gradient norm on any process skips the update on
-every process (so distributed runs stay in step) and is reported to the caller.
+updated discriminator; generator update. With both adversarial weights at 0 the discriminator is skipped and
+only the generator is updated (mel, optional waveform L1 and quantizer losses). A non-finite loss or gradient
+norm on any process skips the update on every process (so distributed runs stay in step) and is reported to
+the caller.
 """
 
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -30,10 +32,11 @@ class DacStepResult:
         values (`dict[str, torch.Tensor]`):
             Detached scalars: losses (`loss/...`) and gradient norms (`grad_norm/...`) reached before any skip.
         skipped (`str`, *optional*):
-            `None` when both networks were updated, else which update was skipped for a non-finite value and why.
+            `None` when every update ran (both networks, or the generator alone when the discriminator is not
+            trained), else which update was skipped for a non-finite value and why.
         timings (`dict[str, float]`):
             Seconds spent in the generator forward and update (`generator`) and the discriminator update
-            (`discriminator`); filled only with `DacGanStep(measure_time=True)`.
+            (`discriminator`, 0 when it is not trained); filled only with `DacGanStep(measure_time=True)`.
     """
 
     values: dict[str, torch.Tensor] = field(default_factory=dict)
@@ -141,9 +144,6 @@ class DacGanStep:
         The generator loss needs gradients through the discriminator, not for its weights: skip computing those
         (and the distributed gradient sync of the discriminator) until the generator's backward pass is done.
         """
-        if not self.args.trains_discriminator:
-            yield
-            return
         discriminator_parameters = [p for p in self.discriminator.parameters() if p.requires_grad]
         with self.accelerator.no_sync(self.discriminator):
             for parameter in discriminator_parameters:
@@ -155,20 +155,30 @@ class DacGanStep:
                     parameter.requires_grad_(True)
 
     def _update_generator(self, audio: torch.Tensor, reconstruction: torch.Tensor, output, result: DacStepResult):
-        with self._discriminator_frozen():
-            losses = {"loss/mel": self.mel_distance(audio, reconstruction)}
-            loss = self.args.mel_loss_weight * losses["loss/mel"] + output.loss
-            if self.args.waveform_loss_weight > 0:
-                losses["loss/waveform_l1"] = F.l1_loss(reconstruction, audio)
-                loss = loss + self.args.waveform_loss_weight * losses["loss/waveform_l1"]
-            if self.args.trains_discriminator:
-                loss = loss + self._adversarial_losses(audio, reconstruction, losses)
+        adversarial = self.args.trains_discriminator
+        with self._discriminator_frozen() if adversarial else nullcontext():
+            losses = {
+                "loss/mel": self.mel_distance(audio, reconstruction),
+                "loss/waveform_l1": F.l1_loss(reconstruction, audio),
+            }
+            loss = (
+                self.args.mel_loss_weight * losses["loss/mel"]
+                + self.args.waveform_loss_weight * losses["loss/waveform_l1"]
+                + output.loss
+            )
+            if adversarial:
+                adversarial_losses = self._adversarial_losses(audio, reconstruction)
+                losses.update(adversarial_losses)
+                loss = (
+                    loss
+                    + self.args.adversarial_loss_weight * adversarial_losses["loss/adversarial"]
+                    + self.args.feature_matching_loss_weight * adversarial_losses["loss/feature_matching"]
+                )
             losses.update({"loss/commitment": output.commitment_loss, "loss/codebook": output.codebook_loss})
             losses["loss/generator"] = loss
             result.values.update({name: value.detach() for name, value in losses.items()})
             with torch.no_grad():
                 result.values["loss/stft"] = self.stft_distance(audio, reconstruction)
-                result.values["loss/waveform_l1"] = F.l1_loss(reconstruction, audio)
             if not self._finite_everywhere(loss):
                 result.skipped = "generator update: non-finite generator loss"
                 return
@@ -184,12 +194,10 @@ class DacGanStep:
         self.optimizer_g.step()
         self.scheduler_g.step()
 
-    def _adversarial_losses(self, audio: torch.Tensor, reconstruction: torch.Tensor, losses: dict) -> torch.Tensor:
-        """Weighted adversarial and feature-matching losses; records both in `losses`."""
+    def _adversarial_losses(self, audio: torch.Tensor, reconstruction: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The generator's least-squares adversarial loss and feature-matching loss against the discriminator."""
         real, fake = _split(self.discriminator(torch.cat([audio, reconstruction])), audio.shape[0])
-        losses["loss/adversarial"] = generator_adversarial_loss(fake)
-        losses["loss/feature_matching"] = feature_matching_loss(real, fake)
-        return (
-            self.args.adversarial_loss_weight * losses["loss/adversarial"]
-            + self.args.feature_matching_loss_weight * losses["loss/feature_matching"]
-        )
+        return {
+            "loss/adversarial": generator_adversarial_loss(fake),
+            "loss/feature_matching": feature_matching_loss(real, fake),
+        }
