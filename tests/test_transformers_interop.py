@@ -1,27 +1,22 @@
 """Checkpoints cross-load with the Transformers port (`transformers.DacModel`), run live, with the same outputs."""
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 import transformers
 
 from modeling_dac import DacConfig, DacModel
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from harness import perturb_weights  # noqa: E402  (random Snake alphas and biases, shared with the benchmarks)
+
 SHAPES = {
     "44khz": dict(sampling_rate=44100, downsampling_ratios=[2, 4, 8, 8]),
     "24khz": dict(sampling_rate=24000, downsampling_ratios=[2, 4, 5, 8]),
 }
 WIDTHS = dict(encoder_hidden_size=8, decoder_hidden_size=64, n_codebooks=5, codebook_size=256)
-
-
-def perturb(model: torch.nn.Module, seed: int = 0):
-    """Non-trivial weights: random biases and Snake alphas so nothing is left at its initial value."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if name.endswith("alpha"):
-                parameter.copy_(torch.rand(parameter.shape, generator=generator) * 1.5 + 0.5)
-            elif name.endswith("bias"):
-                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.05)
 
 
 def port_outputs(model, audio):
@@ -35,7 +30,7 @@ def port_outputs(model, audio):
 def test_ours_loads_in_transformers_with_the_same_outputs(shape, tmp_path):
     torch.manual_seed(0)
     ours = DacModel(DacConfig(**SHAPES[shape], **WIDTHS)).eval()
-    perturb(ours)
+    perturb_weights(ours)
     ours.save_pretrained(tmp_path)
     port = transformers.DacModel.from_pretrained(tmp_path).eval()
     audio = torch.randn(2, 1, 8 * ours.config.hop_length) * 0.3
@@ -52,7 +47,7 @@ def test_ours_loads_in_transformers_with_the_same_outputs(shape, tmp_path):
 def test_transformers_checkpoint_loads_in_ours_with_the_same_outputs(shape, tmp_path):
     torch.manual_seed(1)
     port = transformers.DacModel(transformers.DacConfig(**SHAPES[shape], **WIDTHS)).eval()
-    perturb(port, seed=1)
+    perturb_weights(port, seed=1)
     port.save_pretrained(tmp_path)
     ours = DacModel.from_pretrained(tmp_path).eval()
     assert ours.config.hop_length == port.config.hop_length
@@ -70,7 +65,7 @@ def test_checkpoint_saved_with_weight_norm_active_loads_folded(tmp_path):
     # `parametrizations.weight.original0/1` keys (its own remove_weight_norm cannot undo them).
     torch.manual_seed(2)
     port = transformers.DacModel(transformers.DacConfig(**SHAPES["24khz"], **WIDTHS)).eval()
-    perturb(port, seed=2)
+    perturb_weights(port, seed=2)
     audio = torch.randn(1, 1, 4 * 320) * 0.3
     port_codes, port_audio = port_outputs(port, audio)
     port.apply_weight_norm()
