@@ -12,7 +12,9 @@ from modeling_dac import DacConfig, DacFile, DacModel
 from modeling_dac.audio import LoudnessMeter, integrated_loudness, resample
 from modeling_dac.compression import TARGET_LOUDNESS, compress, compress_file, decompress, decompress_file
 from modeling_dac.dac_file import DacFileMetadata
-from test_windowing import one_thread, random_model, whole_decode, whole_encode  # noqa: F401
+from test_windowing import random_model, whole_decode, whole_encode
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def music_like(channels: int, samples: int, sampling_rate: int, seed: int = 0) -> np.ndarray:

@@ -8,7 +8,9 @@ import torch
 from docs_examples import REPO, run_markdown_examples
 from modeling_dac.streaming import DacStreamingDecoder, DacStreamingEncoder
 from modeling_dac.windowing import decoder_context, encoder_context
-from test_windowing import one_thread, random_audio, random_model, whole_decode, whole_encode  # noqa: F401
+from test_windowing import random_audio, random_model, whole_decode, whole_encode
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 CHUNK_SIZES = [1, 2, 7, 100, 319, 320, 511, 512, 513, 1000, 4096, 20000]
 

@@ -7,13 +7,13 @@ import pytest
 import torch
 from accelerate import Accelerator
 
-from test_training_data import single_torch_thread  # noqa: F401 (autouse fixture)
-
 from modeling_dac import DacModel
 from training.checkpointing import TrainingProgress, export_models, latest_checkpoint, save_checkpoint
 from training.config import GENERATOR_FIELDS, load_training_arguments
 from training.discriminator import DacDiscriminator, DacDiscriminatorConfig
 from training.step import DacGanStep
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = str(REPO / "training" / "configs" / "tiny.yaml")

@@ -22,6 +22,8 @@ from training.data import (
     shift_phase,
 )
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def write_tone_folder(folder: Path, count: int = 8, sampling_rate: int = 16000, seconds: float = 1.0) -> list[Path]:
     """`count` loud harmonic tones with distinct pitches (and a little noise): an easy dataset to learn."""
@@ -38,14 +40,6 @@ def write_tone_folder(folder: Path, count: int = 8, sampling_rate: int = 16000, 
         paths.append(path)
     return paths
 
-
-@pytest.fixture(autouse=True, scope="module")
-def single_torch_thread():
-    """Training steps of tiny models run faster on one thread, and far faster when tests share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _record(path: Path) -> dict:

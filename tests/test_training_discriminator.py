@@ -7,8 +7,6 @@ import pytest
 import torch
 from torch.nn.utils import parametrize
 
-from test_training_data import single_torch_thread  # noqa: F401 (autouse fixture)
-
 from training.discriminator import (
     DacDiscriminator,
     DacDiscriminatorConfig,
@@ -16,6 +14,8 @@ from training.discriminator import (
     DacMultiBandDiscriminator,
 )
 from training.losses import discriminator_loss, feature_matching_loss, generator_adversarial_loss
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 TINY = dict(periods=[2, 3], period_channels=[4, 8, 16], fft_sizes=[256, 128], band_channels=4)
 

@@ -12,8 +12,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_training_data import single_torch_thread, write_tone_folder  # noqa: F401 (autouse fixture)
+from test_training_data import write_tone_folder
 from test_training_run import read_events, train
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = str(REPO / "training" / "configs" / "tiny.yaml")

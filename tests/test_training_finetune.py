@@ -3,14 +3,17 @@
 import logging
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 from test_parity_official import write_official_checkpoint
-from test_training_data import single_torch_thread, write_tone_folder  # noqa: F401 (autouse fixture)
+from test_training_data import write_tone_folder
 from test_training_run import read_events, train
 
 from modeling_dac import DacModel
 from modeling_dac.conversion import load_official_checkpoint
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_mel_loss_falls_clearly_over_100_steps(tmp_path):

@@ -8,11 +8,13 @@ import torch
 from safetensors.torch import load_file
 from docs_examples import REPO, run_markdown_examples
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from test_training_data import single_torch_thread, write_tone_folder  # noqa: F401 (autouse fixture)
+from test_training_data import write_tone_folder
 
 from modeling_dac import DacModel
 from training.discriminator import DacDiscriminator
 from training.train import main
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 TINY = str(REPO / "training" / "configs" / "tiny.yaml")
 

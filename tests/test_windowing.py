@@ -18,17 +18,11 @@ from modeling_dac.windowing import (
     window_frames,
 )
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 # 44.1 kHz-like (hop 512) and 24 kHz-like strides (hop 320, an odd stride of 5 and a decoder 8 samples short).
 STRIDES = {"44khz": ([2, 4, 8, 8], 44100), "24khz": ([2, 4, 5, 8], 24000)}
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a busy machine every parallel region of a second thread waits for a time slice."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @functools.cache
