@@ -15,7 +15,7 @@ import torch
 from docs_examples import REPO, run_markdown_examples
 from modeling_dac import DacConfig, DacFeatureExtractor, DacModel
 from modeling_dac.audio import load_audio, resample
-from modeling_dac.metrics import mel_distance
+from modeling_dac.metrics import DacMelDistance, mel_distance
 
 sys.path.insert(0, str(REPO / "scripts"))
 from build_reference_dataset import make_clip  # noqa: E402
@@ -102,3 +102,18 @@ def test_training_curves_of_continued_runs_are_joined_in_order():
     joined = concatenate_runs([stage1, stage2])
     assert joined["validation/mel_distance"] == [(200, 5.0), (3000, 4.0), (3100, 3.9), (3500, 3.6)]
     assert joined["loss/waveform_l1"] == [(3010, 0.2)] and joined["loss/mel"] == [(10, 6.0), (3000, 3.5)]
+
+
+def test_mel_distance_breakdown_splits_the_metric(model, clips):
+    from mel_distance_breakdown import split_mel_distance
+
+    rate = model.config.sampling_rate
+    audio = clips["general"][0]
+    estimate = reconstruct(model, audio)
+    metric = DacMelDistance(rate)
+    total, quiet, quiet_fraction = split_mel_distance(metric, audio, estimate, quiet_below=1e-3)
+    assert total == pytest.approx(mel_distance(audio, estimate, rate), rel=1e-5)
+    assert 0 < quiet < total and 0 < quiet_fraction < 1
+    assert split_mel_distance(metric, audio, estimate, quiet_below=0.0)[1:] == (0.0, 0.0)
+    everything = split_mel_distance(metric, audio, estimate, quiet_below=float("inf"))
+    assert everything[1] == pytest.approx(total, rel=1e-5) and everything[2] == pytest.approx(1.0)
