@@ -46,8 +46,15 @@ def resample(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     if orig_sr == target_sr:
         return audio
     if audio.ndim == 1:
-        return soxr.resample(audio, orig_sr, target_sr, quality="HQ").astype(np.float32)
-    return np.ascontiguousarray(soxr.resample(audio.T, orig_sr, target_sr, quality="HQ").T).astype(np.float32)
+        resampled = soxr.resample(audio, orig_sr, target_sr, quality="HQ").astype(np.float32)
+    else:
+        resampled = np.ascontiguousarray(soxr.resample(audio.T, orig_sr, target_sr, quality="HQ").T).astype(np.float32)
+    if audio.shape[-1] and not resampled.shape[-1]:
+        raise ValueError(
+            f"{audio.shape[-1]} sample(s) at {orig_sr} Hz are shorter than one sample at {target_sr} Hz: "
+            "the audio is too short to resample."
+        )
+    return resampled
 
 
 def load_audio(path: str | os.PathLike | BinaryIO) -> tuple[np.ndarray, int]:

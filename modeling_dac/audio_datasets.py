@@ -1,6 +1,6 @@
 """Audio collections as Hugging Face datasets, read without torchcodec.
 
-A source is a local folder of audio files, a parquet file (or a folder of them), a directory written by
+A source is a local audio file or folder of audio files, a parquet file (or a folder of them), a directory written by
 `Dataset.save_to_disk`, or a hub dataset id. The audio column is cast to `Audio(decode=False)`, so records stay
 `{"bytes", "path"}` and are decoded by soundfile through `modeling_dac.audio` (datasets >= 4 would otherwise
 decode with torchcodec, which does not load on every setup).
@@ -71,7 +71,8 @@ def load_audio_dataset(
     Load `source` as a `Dataset` (or an `IterableDataset` with `streaming=True`) whose single column `audio` holds
     undecoded records, in a stable order:
 
-    - a folder of audio files: one record `{"bytes": None, "path": absolute path}` per file, sorted by path;
+    - an audio file, or a folder of them: one record `{"bytes": None, "path": absolute path}` per file, sorted by
+      path;
     - a `.parquet` file, or a folder holding parquet files (read recursively);
     - a folder written by `Dataset.save_to_disk` / `DatasetDict.save_to_disk`;
     - otherwise a hub dataset id, loaded with `load_dataset(source, name, split=split)`.
@@ -92,12 +93,21 @@ def load_audio_dataset(
         if not path.is_dir() and not path.is_file():
             raise ValueError(f"Parquet file {source} does not exist.")
         dataset = _pick_split(load_dataset("parquet", data_files=data_files, streaming=streaming), split, source)
-    elif path.is_dir():
-        dataset = Dataset.from_dict({"audio": [str(file.resolve()) for file in audio_files_under(path)]})
+    elif path.is_dir() or (path.is_file() and path.suffix.lower() in audio_io.AUDIO_EXTENSIONS):
+        files = audio_files_under(path) if path.is_dir() else [path]
+        dataset = Dataset.from_dict({"audio": [str(file.resolve()) for file in files]})
         dataset = dataset.cast_column("audio", Audio(decode=False))
+        _audio_column(dataset, column, source)  # refuses a column other than "audio"
         return dataset.to_iterable_dataset() if streaming else dataset
     else:
-        dataset = _pick_split(load_dataset(source, name, split=split, streaming=streaming), split, source)
+        try:
+            loaded = load_dataset(source, name, split=split, streaming=streaming)
+        except OSError as error:  # includes the hub's "couldn't reach" and "doesn't exist" errors
+            raise ValueError(
+                f"{source} is not a local audio file, audio folder, parquet file or saved dataset, and it could "
+                f"not be loaded as a hub dataset: {error}"
+            ) from error
+        dataset = _pick_split(loaded, split, source)
     column = _audio_column(dataset, column, source)
     if not keep_columns:
         dataset = dataset.select_columns([column])

@@ -13,7 +13,7 @@ import torch
 from . import windowing
 from .configuration_dac import DacConfig
 
-__all__ = ["DacEncoderReceptiveField", "encoder_receptive_field", "unpad"]
+__all__ = ["DacEncoderReceptiveField", "encoder_receptive_field", "is_right_padded", "unpad"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,14 @@ def unpad(values, mask) -> list:
             f"`mask` must have shape (batch, length) = ({values.shape[0]}, {values.shape[-1]}) for values of shape "
             f"{tuple(values.shape)}, got {tuple(mask.shape)}."
         )
-    if not np.isin(mask, (0, 1)).all() or (mask[:, 1:] > mask[:, :-1]).any():
+    if not is_right_padded(torch.from_numpy(mask)):
         raise ValueError("`mask` must be right-padded: in each row, ones (real positions) followed by zeros.")
     return [item[..., :length] for item, length in zip(values, mask.sum(-1).tolist())]
+
+
+def is_right_padded(mask: torch.Tensor) -> bool:
+    """Whether each row of the `(batch, length)` mask is ones (real positions) followed by zeros."""
+    if ((mask != 0) & (mask != 1)).any():
+        return False
+    mask = mask.to(torch.int8)
+    return not (mask[:, 1:] > mask[:, :-1]).any()

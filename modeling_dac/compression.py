@@ -322,8 +322,14 @@ def compress_file(
             raise ValueError(f"Audio file {input_path} holds no samples.")
         codes.append(encoder.push(resampler.flush()).int())
         codes.append(encoder.flush().int())
+    audio_codes = torch.cat(codes, dim=-1)
+    if not audio_codes.shape[-1]:
+        raise ValueError(
+            f"Audio file {input_path} is too short to encode: its {original_length} sample(s) at {sampling_rate} Hz "
+            f"are less than one sample at the model's {config.sampling_rate} Hz."
+        )
     dac_file = DacFile.from_codes(
-        torch.cat(codes, dim=-1).numpy(),
+        audio_codes.numpy(),
         config,
         sample_rate=sampling_rate,
         original_length=original_length,

@@ -21,6 +21,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from transformers.utils import ModelOutput, cached_file
 
+from .batching import is_right_padded
 from .configuration_dac import DacConfig
 from .weight_norm import fold_weight_norm, has_weight_norm_keys
 
@@ -534,6 +535,11 @@ class DacModel(DacPreTrainedModel):
                 f"`padding_mask` must have shape (batch, samples) = {(input_values.shape[0], input_values.shape[-1])}, "
                 f"got {tuple(padding_mask.shape)}."
             )
+        if padding_mask is not None and not is_right_padded(padding_mask):
+            raise ValueError(
+                "`padding_mask` must be right-padded: in each row, ones (real samples) followed by zeros (padding); "
+                "pad at the end of each clip, as DacFeatureExtractor does."
+            )
 
     def _check_n_quantizers(self, n_quantizers: int | None):
         if n_quantizers is None:
@@ -644,6 +650,8 @@ class DacModel(DacPreTrainedModel):
                 f"`audio_codes` must have shape (batch, K, frames) with 1 <= K <= n_codebooks="
                 f"{self.config.n_codebooks}, got {tuple(audio_codes.shape)}."
             )
+        if audio_codes.shape[-1] == 0:
+            raise ValueError("`audio_codes` hold no frames.")
         if audio_codes.numel() and (audio_codes.min() < 0 or audio_codes.max() >= self.config.codebook_size):
             raise ValueError(
                 f"`audio_codes` must lie in [0, codebook_size={self.config.codebook_size}), got values in "

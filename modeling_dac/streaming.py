@@ -83,15 +83,15 @@ class _DacStream:
         tensor = torch.from_numpy(np.ascontiguousarray(chunk)) if isinstance(chunk, np.ndarray) else chunk
         if not isinstance(tensor, torch.Tensor):
             raise ValueError(
-                f"a {self._input_name} chunk must be a numpy array or a torch.Tensor, got {type(chunk).__name__}."
+                f"{self._input_name} chunk must be a numpy array or a torch.Tensor, got {type(chunk).__name__}."
             )
         if tensor.ndim == self._trailing_dims:
             tensor = tensor[None]
         if tensor.ndim != self._trailing_dims + 1 or tensor.shape[0] == 0:
-            raise ValueError(f"a {self._input_name} chunk has shape {tuple(chunk.shape)}; see the class docstring.")
+            raise ValueError(f"{self._input_name} chunk has shape {tuple(chunk.shape)}; see the class docstring.")
         if self._leading_shape is not None and tensor.shape[:-1] != self._leading_shape:
             raise ValueError(
-                f"a {self._input_name} chunk has shape {tuple(tensor.shape)}, but the stream's first chunk had "
+                f"{self._input_name} chunk has shape {tuple(tensor.shape)}, but the stream's first chunk had "
                 f"{tuple(self._leading_shape)} before the time axis."
             )
         return self._check_chunk(tensor.cpu())

@@ -224,8 +224,13 @@ def tokenize_dataset(
     def tokenize_batch(batch: dict) -> dict:
         rows, channel_counts = [], []
         for record in batch[audio_column]:
-            audio, record_rate = read_audio_record(record)
-            channels = audio_io.resample(_channels(audio, stereo), record_rate, sampling_rate)
+            try:
+                audio, record_rate = read_audio_record(record)
+                if not audio.shape[-1]:
+                    raise ValueError("it holds no samples")
+                channels = audio_io.resample(_channels(audio, stereo), record_rate, sampling_rate)
+            except ValueError as error:
+                raise ValueError(f"cannot tokenize {_record_name(record)}: {error}") from error
             rows.extend(channels)
             channel_counts.append(len(channels))
         codes = [row.cpu().numpy().astype(codes_dtype) for row in encode_clips(model, rows, n_quantizers)]
@@ -250,6 +255,12 @@ def tokenize_dataset(
         new_fingerprint=_fingerprint(dataset, model, {**options, "codes_column": codes_column}),
         desc="Tokenizing audio",
     )
+
+
+def _record_name(record) -> str:
+    """The file an audio record came from, for error messages."""
+    path = record.get("path") if isinstance(record, dict) else record
+    return str(path) if isinstance(path, (str, os.PathLike)) and str(path) else "an audio record without a path"
 
 
 def check_new_output_dir(output_dir: str | os.PathLike) -> None:

@@ -64,6 +64,15 @@ def test_resample_and_loudness():
     assert silent_loudness == -np.inf and not silent.any()
 
 
+def test_audio_shorter_than_one_output_sample_is_a_clear_error():
+    with pytest.raises(ValueError, match="1 sample\\(s\\) at 44100 Hz are shorter than one sample at 16000 Hz"):
+        audio.resample(np.array([0.5], dtype=np.float32), 44100, 16000)
+    with pytest.raises(ValueError, match="too short to resample"):
+        audio.resample(np.zeros((2, 2), dtype=np.float32), 96000, 16000)
+    assert audio.resample(np.zeros(3, dtype=np.float32), 44100, 16000).shape == (1,)
+    assert audio.resample(np.zeros((2, 0), dtype=np.float32), 44100, 16000).shape == (2, 0)
+
+
 def test_unknown_output_format_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="unknown audio format '.xyz'"):
         audio.save_audio(tmp_path / "clip.xyz", np.zeros(10, dtype=np.float32), 8000)

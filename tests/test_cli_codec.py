@@ -10,8 +10,9 @@ import torch
 
 from modeling_dac import DacConfig, DacFile, DacModel
 from modeling_dac.cli import main
-from modeling_dac.commands import codec
-from modeling_dac.commands.codec import DEFAULT_MODEL, Job, describe_dac_file, plan_jobs
+from modeling_dac import commands
+from modeling_dac.commands import DEFAULT_MODEL
+from modeling_dac.commands.codec import Job, describe_dac_file, plan_jobs
 
 from docs_examples import REPO, run_markdown_examples
 
@@ -87,6 +88,19 @@ def test_planning_errors_come_before_any_work(audio_tree, tmp_path):
         plan_jobs([str(audio_tree / "a.wav")], str(audio_tree / "a.wav"), AUDIO_SUFFIXES, ".wav")
 
 
+def test_outputs_that_cannot_be_directories_are_refused(audio_tree, tmp_path):
+    a_wav = str(audio_tree / "a.wav")
+    with pytest.raises(ValueError, match="names a .wav file, but this command writes .dac files"):
+        plan_jobs([a_wav], str(tmp_path / "a_copy.wav"), AUDIO_SUFFIXES, ".dac")
+    with pytest.raises(ValueError, match="names a .opus file, but this command writes .flac, .wav files"):
+        plan_jobs([a_wav], str(tmp_path / "a.opus"), AUDIO_SUFFIXES, ".wav", False, [".wav", ".flac"])
+    with pytest.raises(ValueError, match="reads as a file name, but several inputs need an output directory"):
+        plan_jobs([str(audio_tree)], str(tmp_path / "codes.dac"), AUDIO_SUFFIXES, ".dac")
+    with pytest.raises(ValueError, match="is an existing file; the output here must be a directory"):
+        plan_jobs([str(audio_tree / "live")], str(audio_tree / "notes.txt"), AUDIO_SUFFIXES, ".dac")
+    assert not (tmp_path / "a_copy.wav").exists() and not (tmp_path / "codes.dac").exists()
+
+
 def test_existing_outputs_are_refused_without_overwrite(audio_tree, tmp_path):
     out = tmp_path / "out"
     (out / "live").mkdir(parents=True)
@@ -108,7 +122,7 @@ def test_without_model_the_shipped_reference_checkpoint_is_used(tmp_path):
 
 
 def test_missing_model_without_a_default_is_an_error_naming_the_flag(audio_tree, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(codec, "DEFAULT_MODEL", None)
+    monkeypatch.setattr(commands, "DEFAULT_MODEL", None)
     assert main(["encode", str(audio_tree), "-o", str(tmp_path / "out")]) == 1
     assert "--model" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
@@ -117,6 +131,23 @@ def test_missing_model_without_a_default_is_an_error_naming_the_flag(audio_tree,
 def test_unloadable_model_is_a_clear_error(audio_tree, tmp_path, capsys):
     assert main(["encode", str(audio_tree), "-o", str(tmp_path / "out"), "--model", str(tmp_path / "nowhere")]) == 1
     assert "cannot load --model" in capsys.readouterr().err
+
+
+def test_every_model_command_defaults_to_the_reference_checkpoint(audio_tree, tmp_path, capsys):
+    from modeling_dac.cli import build_parser
+
+    commands_without_model = [
+        ["encode", "in.wav", "-o", "out"],
+        ["decode", "in.dac", "-o", "out"],
+        ["eval", "--data", "clips", "--output", "out"],
+        ["tokenize", "clips", "out"],
+    ]
+    assert [build_parser().parse_args(argv).model for argv in commands_without_model] == [DEFAULT_MODEL] * 4
+    nowhere = ["--model", str(tmp_path / "nowhere")]
+    assert main(["tokenize", str(audio_tree), str(tmp_path / "tokens")] + nowhere) == 1
+    assert main(["eval", "--data", str(audio_tree), "--output", str(tmp_path / "eval")] + nowhere) == 1
+    expected = [f"dac {name}: error: cannot load --model {nowhere[1]}: no such directory." for name in ("tokenize", "eval")]
+    assert capsys.readouterr().err.splitlines() == expected
 
 
 def test_bad_n_quantizers_and_batch_size_are_refused_before_work(audio_tree, tmp_path, model_dir, capsys):

@@ -109,6 +109,16 @@ def test_bad_input_is_a_clear_error(audio, sampling_rate, message):
         compress(random_model("44khz"), audio, sampling_rate)
 
 
+def test_audio_too_short_for_the_model_rate_is_refused_and_nothing_is_written(tmp_path):
+    model = random_model("24khz")  # 24 kHz: one sample at 96 kHz is a quarter of a sample
+    with pytest.raises(ValueError, match="too short to resample"):
+        compress(model, np.full((1, 1), 0.5, np.float32), 96000)
+    soundfile.write(tmp_path / "one.wav", np.array([0.5], np.float32), 96000)
+    with pytest.raises(ValueError, match="one.wav is too short to encode: its 1 sample"):
+        compress_file(model, tmp_path / "one.wav", tmp_path / "one.dac")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["one.wav"]
+
+
 def test_a_model_that_does_not_match_is_refused(tmp_path):
     dac_file = compress(random_model("44khz"), music_like(1, 3000, 44100), 44100)
     with pytest.raises(ValueError, match="cannot be decoded with this model"):

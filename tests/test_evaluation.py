@@ -281,6 +281,16 @@ def test_parquet_and_saved_datasets_decode_like_the_files(workspace, tmp_path):
         read_audio_record({"bytes": None, "path": None})
 
 
+def test_single_files_folders_and_missing_sources(workspace, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    single = load_audio_dataset(str(workspace / "clips" / "a_tone.wav"))
+    assert single["audio"] == [{"bytes": None, "path": str((workspace / "clips" / "a_tone.wav").resolve())}]
+    with pytest.raises(ValueError, match="has no column 'speech'; its columns are \\['audio'\\]"):
+        load_audio_dataset(str(workspace / "clips"), column="speech")
+    with pytest.raises(ValueError, match="no_such_folder is not a local audio file, audio folder, .* hub dataset"):
+        load_audio_dataset("no_such_folder")
+
+
 def test_evaluating_a_parquet_file_matches_the_folder(workspace, evaluated, tmp_path):
     _, dataset = _dataset_of_clips(workspace)
     dataset.to_parquet(str(tmp_path / "clips.parquet"))

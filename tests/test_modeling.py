@@ -106,6 +106,16 @@ def test_bad_input_is_a_clear_error(audio, message):
         small_model().encode(audio)
 
 
+@pytest.mark.parametrize(
+    "padding_mask",
+    [torch.tensor([[0] * 256 + [1] * 256]), torch.full((1, 512), 2), torch.tensor([[1.0] * 100 + [0.5] * 412])],
+    ids=["left-padded", "not binary", "fractional"],
+)
+def test_padding_masks_other_than_right_padding_are_refused(padding_mask):
+    with pytest.raises(ValueError, match="`padding_mask` must be right-padded"):
+        small_model().encode(torch.zeros(1, 1, 512), padding_mask=padding_mask)
+
+
 def test_bad_codes_are_a_clear_error():
     model = small_model()
     with pytest.raises(ValueError, match="codebook_size"):
@@ -116,6 +126,8 @@ def test_bad_codes_are_a_clear_error():
         model.decode(audio_codes=torch.zeros(1, 2, 3))
     with pytest.raises(ValueError, match="either"):
         model.decode()
+    with pytest.raises(ValueError, match="hold no frames"):
+        model.decode(audio_codes=torch.zeros(1, 2, 0, dtype=torch.long))
 
 
 def test_encoded_length_and_codes_mask():

@@ -221,6 +221,15 @@ def test_tokenize_dataset_errors(model, audio_dir):
         tokenize_dataset(dataset, _tiny_model().train())
 
 
+def test_a_clip_that_cannot_be_tokenized_is_named(model, tmp_path):
+    soundfile.write(tmp_path / "short.wav", np.array([0.5], np.float32), 96000)  # under one sample at 24 kHz
+    soundfile.write(tmp_path / "empty.wav", np.zeros(0, np.float32), RATE)
+    for name, reason in [("short.wav", "too short to resample"), ("empty.wav", "holds no samples")]:
+        dataset = datasets.Dataset.from_dict({"audio": [str(tmp_path / name)]})
+        with pytest.raises(ValueError, match=f"cannot tokenize {tmp_path / name}: .*{reason}"):
+            tokenize_dataset(dataset.cast_column("audio", datasets.Audio(decode=False)), model)
+
+
 def test_int32_storage_above_int16_range():
     big = DacConfig(codebook_size=65536)
     small = DacConfig(codebook_size=32768)

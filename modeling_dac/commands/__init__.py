@@ -7,8 +7,15 @@ modules of this package, so adding a subcommand is adding a module. `run(args)` 
 import argparse
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
-__all__ = ["Command"]
+__all__ = ["DEFAULT_MODEL", "Command", "add_model_argument", "load_model"]
+
+# The checkpoint `--model` falls back to: the reference codec shipped in a checkout of the repository
+# (checkpoints/dac_reference, trained with training/; see docs/reference_checkpoint.md). An installed package
+# without the checkout has none, and then `--model` is required.
+_REFERENCE_CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "dac_reference"
+DEFAULT_MODEL: str | None = str(_REFERENCE_CHECKPOINT) if _REFERENCE_CHECKPOINT.is_dir() else None
 
 
 @dataclass(frozen=True)
@@ -16,3 +23,32 @@ class Command:
     help: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
+
+
+def add_model_argument(parser: argparse.ArgumentParser) -> None:
+    """`--model`, defaulting to the repository's reference checkpoint when there is one."""
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help="save_pretrained directory or hub id of a DacModel (default: the repository's reference checkpoint, "
+        "a small 16 kHz codec; use a converted official model for real quality)",
+    )
+
+
+def load_model(model: str | None):
+    """`DacModel.from_pretrained(model)` in eval mode, or a ValueError naming what is wrong with `--model`."""
+    from ..modeling_dac import DacModel
+
+    if model is None:
+        raise ValueError(
+            "no model given: pass --model with a save_pretrained directory or hub id (for example one written "
+            "by `dac convert`); an installed package has no default checkpoint."
+        )
+    path = Path(model)
+    is_hub_id_shaped = not path.is_absolute() and not model.startswith((".", "~")) and len(path.parts) <= 2
+    if not is_hub_id_shaped and not path.is_dir():
+        raise ValueError(f"cannot load --model {model}: no such directory.")
+    try:
+        return DacModel.from_pretrained(model).eval()
+    except OSError as error:
+        raise ValueError(f"cannot load --model {model}: {error}") from error

@@ -14,18 +14,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import Command
+from ..audio import AUDIO_EXTENSIONS
+from . import Command, add_model_argument, load_model
 
-__all__ = ["COMMANDS", "DEFAULT_MODEL", "Job", "describe_dac_file", "plan_jobs"]
-
-# The checkpoint `--model` falls back to: the reference codec shipped in a checkout of the repository
-# (checkpoints/dac_reference, trained with training/; see docs/reference_checkpoint.md). An installed package
-# without the checkout has none, and then `--model` is required.
-_REFERENCE_CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "dac_reference"
-DEFAULT_MODEL: str | None = str(_REFERENCE_CHECKPOINT) if _REFERENCE_CHECKPOINT.is_dir() else None
+__all__ = ["COMMANDS", "Job", "describe_dac_file", "plan_jobs"]
 
 DAC_SUFFIX = ".dac"
 DECODED_FORMATS = ("wav", "flac", "ogg", "mp3")
+# Names that read as a file, never as an output directory.
+_MEDIA_SUFFIXES = {*AUDIO_EXTENSIONS, DAC_SUFFIX, ".opus", ".m4a", ".aac", ".wma", ".aiff", ".au", ".caf"}
 _LISTED_PROBLEMS = 10
 
 
@@ -50,6 +47,20 @@ def _problem_list(lines: list[str]) -> str:
     shown = "\n".join(f"  {line}" for line in lines[:_LISTED_PROBLEMS])
     more = len(lines) - _LISTED_PROBLEMS
     return shown + (f"\n  ... and {more} more" if more > 0 else "")
+
+
+def _check_output_directory(output_path: Path, sources: list[Path], file_output_suffixes: set[str]) -> None:
+    """Refuse an output that must be a directory but is an existing file or is named like a media file."""
+    if output_path.exists() and not output_path.is_dir():
+        raise ValueError(f"output {output_path} is an existing file; the output here must be a directory.")
+    if output_path.suffix.lower() not in _MEDIA_SUFFIXES:
+        return
+    if len(sources) == 1 and sources[0].is_file():
+        raise ValueError(
+            f"output {output_path} names a {output_path.suffix} file, but this command writes "
+            f"{', '.join(sorted(file_output_suffixes))} files; end the name with one of those, or give a directory."
+        )
+    raise ValueError(f"output {output_path} reads as a file name, but several inputs need an output directory.")
 
 
 def plan_jobs(
@@ -81,6 +92,8 @@ def plan_jobs(
     )
     if single_file_target and output_path.is_dir():
         raise ValueError(f"output {output_path} is a directory, but its name reads as a file; rename it.")
+    if not single_file_target:
+        _check_output_directory(output_path, sources, file_output_suffixes)
     jobs = []
     for source in sources:
         if single_file_target:
@@ -164,20 +177,10 @@ def _resolve_device(name: str):
 
 
 def _load_model(args: argparse.Namespace):
-    from ..modeling_dac import DacModel
-
-    if args.model is None:
-        raise ValueError(
-            "no model given: pass --model with a save_pretrained directory or hub id (for example one written "
-            "by `dac convert`); there is no default checkpoint yet."
-        )
     device = _resolve_device(args.device)
+    model = load_model(args.model)
     try:
-        model = DacModel.from_pretrained(args.model)
-    except OSError as error:
-        raise ValueError(f"cannot load --model {args.model}: {error}") from error
-    try:
-        return model.to(device).eval()
+        return model.to(device)
     except RuntimeError as error:  # e.g. a device torch knows but this machine lacks
         raise ValueError(f"cannot move the model to --device {args.device}: {error}") from error
 
@@ -185,12 +188,7 @@ def _load_model(args: argparse.Namespace):
 def _add_shared_arguments(parser: argparse.ArgumentParser, inputs_help: str, output_help: str) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help=inputs_help)
     parser.add_argument("-o", "--output", required=True, help=output_help)
-    parser.add_argument(
-        "--model",
-        default=DEFAULT_MODEL,
-        help="save_pretrained directory or hub id of a DacModel (default: the repository's reference checkpoint, "
-        "a small 16 kHz codec; use a converted official model for real quality)",
-    )
+    add_model_argument(parser)
     parser.add_argument(
         "--device", default="auto", help="torch device: cpu, cuda, cuda:1, ... or auto (cuda when available)"
     )
@@ -199,8 +197,6 @@ def _add_shared_arguments(parser: argparse.ArgumentParser, inputs_help: str, out
 
 
 def add_encode_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..audio import AUDIO_EXTENSIONS
-
     _add_shared_arguments(
         parser,
         inputs_help=f"audio files or directories (searched recursively for {', '.join(AUDIO_EXTENSIONS)})",
@@ -242,8 +238,6 @@ def _check_batch_size(batch_size: int) -> None:
 
 
 def run_encode(args: argparse.Namespace) -> int:
-    from ..audio import AUDIO_EXTENSIONS
-
     _check_batch_size(args.batch_size)
     jobs = plan_jobs(args.inputs, args.output, AUDIO_EXTENSIONS, DAC_SUFFIX, overwrite=args.overwrite)
     model = _load_model(args)

@@ -2,7 +2,7 @@
 
 import argparse
 
-from . import Command
+from . import Command, add_model_argument, load_model
 
 __all__ = ["COMMANDS"]
 
@@ -19,7 +19,7 @@ def _comma_separated_names(text: str) -> list[str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="save_pretrained directory or hub id of a DacModel")
+    add_model_argument(parser)
     parser.add_argument(
         "--data",
         required=True,
@@ -73,10 +73,9 @@ def run(args: argparse.Namespace) -> int:
 
     from ..evaluation import evaluate_model
     from ..evaluation_report import render_markdown
-    from ..modeling_dac import DacModel
 
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    model = DacModel.from_pretrained(args.model).to(device)
+    model = load_model(args.model).to(device)
     if "visqol" in args.metrics:
         print("Note: ViSQOL takes about a second per clip and bitrate; leave it out with --metrics mel,stft,sisdr.")
     report = evaluate_model(

@@ -9,7 +9,7 @@ import argparse
 import shutil
 from pathlib import Path
 
-from . import Command
+from . import Command, add_model_argument, load_model
 
 __all__ = ["COMMANDS"]
 
@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "source", help="folder of audio files, parquet file or folder, save_to_disk directory, or hub dataset id"
     )
     parser.add_argument("output_dir", help="new directory for the tokenized dataset (datasets.load_from_disk reads it)")
-    parser.add_argument("--model", required=True, help="save_pretrained directory or hub id of a DacModel")
+    add_model_argument(parser)
     parser.add_argument("--split", default=None, help="dataset split, when the dataset has several")
     parser.add_argument("--dataset-config", default=None, help="hub dataset configuration name")
     parser.add_argument("--audio-column", default=None, help="audio column (default: the first Audio column)")
@@ -50,7 +50,6 @@ def run(args: argparse.Namespace) -> int:
     from datasets.distributed import split_dataset_by_node
 
     from ..audio_datasets import load_audio_dataset
-    from ..modeling_dac import DacModel
     from ..tokenization import check_new_output_dir, merge_tokenized_shards, save_tokenized_dataset, tokenize_dataset
 
     output_dir = Path(args.output_dir)
@@ -65,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
             streaming=args.streaming,
             keep_columns=True,
         )
-        model = DacModel.from_pretrained(args.model).eval()
+        model = load_model(args.model)
     if state.num_processes > 1:
         dataset = split_dataset_by_node(dataset, rank=state.process_index, world_size=state.num_processes)
     tokenized = tokenize_dataset(
