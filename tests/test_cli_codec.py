@@ -336,3 +336,15 @@ def test_documentation_examples_run(tmp_path, monkeypatch, capsys):
     documented_info = re.search(r"```text\n(codes/live/stereo.dac\n.*?)```", page.read_text(), flags=re.DOTALL)
     assert outputs["dac info codes/live/stereo.dac"] == documented_info.group(1)
     assert soundfile.info("decoded/live/stereo.wav").channels == 2
+
+
+def test_no_progress_hides_every_bar(audio_tree, tmp_path, model_dir, capsys):
+    from transformers.utils import logging as transformers_logging
+
+    try:
+        argv = ["encode", str(audio_tree / "a.wav"), "-o", str(tmp_path / "a.dac"), "--model", str(model_dir)]
+        assert main(argv + ["--no-progress"]) == 0
+        captured = capsys.readouterr()
+        assert "Loading weights" not in captured.err and "Encoding" not in captured.err
+    finally:
+        transformers_logging.enable_progress_bar()

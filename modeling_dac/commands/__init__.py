@@ -35,9 +35,14 @@ def add_model_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def load_model(model: str | None):
+def load_model(model: str | None, show_progress: bool = True):
     """`DacModel.from_pretrained(model)` in eval mode, or a ValueError naming what is wrong with `--model`."""
+    from transformers.utils import logging as transformers_logging
+
     from ..modeling_dac import DacModel
+
+    if not show_progress:
+        transformers_logging.disable_progress_bar()  # the "Loading weights" bar
 
     if model is None:
         raise ValueError(

@@ -178,7 +178,7 @@ def _resolve_device(name: str):
 
 def _load_model(args: argparse.Namespace):
     device = _resolve_device(args.device)
-    model = load_model(args.model)
+    model = load_model(args.model, show_progress=not args.no_progress)
     try:
         return model.to(device)
     except RuntimeError as error:  # e.g. a device torch knows but this machine lacks

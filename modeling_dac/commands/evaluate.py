@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation_report import render_markdown
 
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    model = load_model(args.model).to(device)
+    model = load_model(args.model, show_progress=not args.no_progress).to(device)
     if "visqol" in args.metrics:
         print("Note: ViSQOL takes about a second per clip and bitrate; leave it out with --metrics mel,stft,sisdr.")
     report = evaluate_model(
