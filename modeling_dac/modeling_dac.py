@@ -7,6 +7,7 @@ with odd strides returning 8 samples short, `n_quantizers` ignored in training, 
 behaviour is fixed and the fix documented on the method concerned.
 """
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -451,6 +452,16 @@ class DacPreTrainedModel(PreTrainedModel):
         return super().save_pretrained(save_directory, *args, **kwargs)
 
 
+def _without_autocast(device_type: str):
+    """
+    Autocast turned off, for the quantizer: like `_keep_in_fp32_modules_strict` at inference, bf16 mixed-precision
+    training then keeps its projections and nearest-code search in the parameters' precision.
+    """
+    if device_type == "meta" or not torch.is_autocast_enabled(device_type):
+        return contextlib.nullcontext()
+    return torch.autocast(device_type, enabled=False)
+
+
 def _parameter_dtype(module: nn.Module) -> torch.dtype:
     """Dtype of a module's parameters: inputs are cast to it, so a bf16 model takes fp32 audio and vice versa."""
     return next(module.parameters()).dtype
@@ -586,9 +597,10 @@ class DacModel(DacPreTrainedModel):
         input_values = F.pad(input_values, (0, self.get_encoded_length(length) * self.config.hop_length - length))
 
         latents = self.encoder(input_values.to(_parameter_dtype(self.encoder)))
-        quantized_representation, audio_codes, projected_latents, commitment_loss, codebook_loss = self.quantizer(
-            latents.to(_parameter_dtype(self.quantizer)), n_quantizers
-        )
+        with _without_autocast(latents.device.type):
+            quantized_representation, audio_codes, projected_latents, commitment_loss, codebook_loss = self.quantizer(
+                latents.to(_parameter_dtype(self.quantizer)), n_quantizers
+            )
         loss = (
             self.config.commitment_loss_weight * commitment_loss + self.config.codebook_loss_weight * codebook_loss
         )
@@ -627,7 +639,8 @@ class DacModel(DacPreTrainedModel):
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if audio_codes is not None:
             self._check_audio_codes(audio_codes)
-            quantized_representation = self.quantizer.from_codes(audio_codes)
+            with _without_autocast(audio_codes.device.type):
+                quantized_representation = self.quantizer.from_codes(audio_codes)
         elif quantized_representation is None:
             raise ValueError("Pass either `quantized_representation` or `audio_codes` to `decode`.")
         elif quantized_representation.ndim != 3 or quantized_representation.shape[1] != self.config.hidden_size:

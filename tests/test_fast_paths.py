@@ -273,3 +273,19 @@ def test_fast_inference_page_examples_run(monkeypatch):
     namespace = run_markdown_examples(REPO / "docs" / "fast_inference.md")
     assert namespace["changed"] < 0.2
     assert next(namespace["model_bf16"].decoder.parameters()).dtype == torch.bfloat16
+
+
+def test_quantizer_runs_in_full_precision_under_bf16_autocast():
+    """bf16 mixed-precision training: the quantizer's projections see fp32, as with `dtype=bfloat16` at inference."""
+    torch.manual_seed(0)
+    model = DacModel(DacConfig.from_pretrained(REPO / "hub_configs" / "tiny")).train()
+    seen = []
+    for vector_quantize in model.quantizer.quantizers:
+        vector_quantize.in_proj.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+        vector_quantize.out_proj.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+    audio = torch.randn(1, 1, 2048) * 0.1
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output = model(audio)
+        model.decode(audio_codes=output.audio_codes)
+    assert seen and set(seen) == {torch.float32}
+    assert output.audio_values.dtype == torch.bfloat16  # the encoder and decoder still run in bf16

@@ -1,14 +1,23 @@
 """Training options, the GAN step (order, schedules, NaN skipping, freezing) and crash-safe checkpoints."""
 
 import json
+import os
+import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from accelerate import Accelerator
 
 from modeling_dac import DacModel
-from training.checkpointing import TrainingProgress, export_models, latest_checkpoint, save_checkpoint
+from training.checkpointing import (
+    TrainingProgress,
+    export_models,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from training.config import GENERATOR_FIELDS, load_training_arguments
 from training.discriminator import DacDiscriminator, DacDiscriminatorConfig
 from training.step import DacGanStep
@@ -37,6 +46,9 @@ def test_yaml_sections_and_command_line_overrides(tmp_path):
     assert data.dataset == ["from_yaml"] and training.max_steps == 7 and training.learning_rate == 2e-4
     _, data, _ = load_training_arguments(["--config", str(flat), "--dataset", "from_cli"])
     assert data.dataset == ["from_cli"]
+    flat.write_text("adam_betas: [8e-1, 0.99]\nlearning_rate: 1e-4\n")  # YAML reads both as strings
+    _, _, training = load_training_arguments(["--config", str(flat)])
+    assert training.adam_betas == [0.8, 0.99] and training.learning_rate == 1e-4
 
 
 @pytest.mark.parametrize(
@@ -47,6 +59,11 @@ def test_yaml_sections_and_command_line_overrides(tmp_path):
         ("training:\n  mixed_precision: fp16\n", "bf16"),
         ("model:\n  freeze: encoder,vocoder\n", "vocoder"),
         ("model:\n  freeze: encoder,quantizer,decoder\n", "nothing would train"),
+        ("training:\n  logging_steps: 0\n", "logging_steps must be a positive integer"),
+        ("training:\n  generator_max_grad_norm: -10\n", "generator_max_grad_norm must be positive"),
+        ("training:\n  lr_decay: 1.5\n", "lr_decay .* in \\(0, 1\\]"),
+        ("training:\n  adam_betas: [0.8, fast]\n", "adam_betas must be two numbers"),
+        ("data:\n  shuffle_buffer_size: 0\n", "shuffle_buffer_size must be at least 1"),
     ],
 )
 def test_invalid_options_are_reported(tmp_path, yaml_text, message):
@@ -187,10 +204,10 @@ def test_checkpoints_are_atomic_rotated_and_loadable(tmp_path, monkeypatch):
     accelerator = Accelerator(cpu=True)
     model = accelerator.prepare(torch.nn.Linear(3, 2))
     progress = TrainingProgress()
-    accelerator.register_for_checkpointing(progress)
+    state = {"progress": progress}
     for step in (1, 2, 3):
         progress.step = step
-        save_checkpoint(accelerator, tmp_path, step, keep_last=2)
+        save_checkpoint(accelerator, tmp_path, step, keep_last=2, training_state=state)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-2", "checkpoint-3"]
     saved_weight = model.weight.detach().clone()
 
@@ -202,7 +219,7 @@ def test_checkpoints_are_atomic_rotated_and_loadable(tmp_path, monkeypatch):
     monkeypatch.setattr(accelerator, "save_state", killed_mid_write)
     progress.step = 4
     with pytest.raises(KeyboardInterrupt):
-        save_checkpoint(accelerator, tmp_path, 4, keep_last=2)
+        save_checkpoint(accelerator, tmp_path, 4, keep_last=2, training_state=state)
     monkeypatch.undo()
     assert latest_checkpoint(tmp_path).name == "checkpoint-3"
     assert (tmp_path / "checkpoint-2").is_dir()
@@ -210,10 +227,34 @@ def test_checkpoints_are_atomic_rotated_and_loadable(tmp_path, monkeypatch):
     with torch.no_grad():
         model.weight.zero_()
     progress.step = 0
-    accelerator.load_state(str(latest_checkpoint(tmp_path)))
+    load_checkpoint(accelerator, latest_checkpoint(tmp_path), state)
     assert progress.step == 3 and torch.equal(model.weight, saved_weight)
-    save_checkpoint(accelerator, tmp_path, 5, keep_last=2)
+    assert json.loads((tmp_path / "checkpoint-3" / "training_state.json").read_text())["progress"]["step"] == 3
+    save_checkpoint(accelerator, tmp_path, 5, keep_last=2, training_state=state)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-3", "checkpoint-5"]
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (Path.touch, (Path(os.environ["CHECKPOINT_CANARY"]),))
+
+
+def test_checkpoints_of_earlier_versions_load_without_running_pickled_code(tmp_path, monkeypatch):
+    accelerator = Accelerator(cpu=True)
+    accelerator.prepare(torch.nn.Linear(3, 2))
+    checkpoint = tmp_path / "checkpoint-7"
+    accelerator.save_state(str(checkpoint))
+    legacy_progress = {"step": 7, "best_validation_mel": np.float64(2.5), "skipped_clips": {}, "nonfinite_steps": 1}
+    torch.save(legacy_progress, checkpoint / "custom_checkpoint_0.pkl")  # what register_for_checkpointing wrote
+    progress = TrainingProgress()
+    load_checkpoint(accelerator, checkpoint, {"progress": progress})
+    assert (progress.step, progress.best_validation_mel, progress.nonfinite_steps) == (7, 2.5, 1)
+
+    monkeypatch.setenv("CHECKPOINT_CANARY", str(tmp_path / "code_ran"))
+    torch.save(_RunsCode(), checkpoint / "custom_checkpoint_0.pkl")
+    with pytest.raises(pickle.UnpicklingError):
+        load_checkpoint(accelerator, checkpoint, {"progress": progress})
+    assert not (tmp_path / "code_ran").exists()
 
 
 def test_export_folds_weight_norm_and_replaces_the_previous_export(tmp_path):

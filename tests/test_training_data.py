@@ -133,6 +133,14 @@ def test_unusable_clips_are_classified_and_corrupt_ones_logged(tmp_path, caplog)
     assert "broken.wav" in caplog.text and "nan.wav" in caplog.text
 
 
+@pytest.mark.parametrize("file_rate", [16000, 44100, 22050])
+def test_a_clip_exactly_as_long_as_the_crop_is_usable(tmp_path, file_rate):
+    cropper = DacAudioCropper(sampling_rate=16000, num_samples=8000, random_phase_shift=False)
+    time = np.arange(file_rate // 2) / file_rate  # 0.5 s: exactly 8000 samples at 16 kHz
+    sf.write(tmp_path / "clip.wav", (0.1 * np.sin(2 * np.pi * 300 * time)).astype(np.float32), file_rate)
+    assert cropper(_record(tmp_path / "clip.wav"), np.random.default_rng(0)).shape == (8000,)
+
+
 def _batches(loader, count):
     iterator = iter(loader)
     return [next(iterator) for _ in range(count)]

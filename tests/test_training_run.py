@@ -1,6 +1,9 @@
 """End-to-end training runs on CPU with the tiny recipe: outputs, logging, exact resumption, NaN handling."""
 
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -116,3 +119,13 @@ def test_repeated_nan_losses_stop_the_run_with_the_step(tmp_path, tones, caplog)
         train(tones, tmp_path / "nan_run", "--init_from", str(model_dir), "--max_steps", "10",
               "--max_consecutive_nonfinite_steps", "3", "--report_to", "none")
     assert "Step 1: skipped the discriminator and generator updates: non-finite discriminator loss" in caplog.text
+
+
+def test_fp16_from_the_accelerate_environment_is_refused(tmp_path, tones):
+    # A fresh interpreter: Accelerate keeps its first state (and its precision) for the life of a process.
+    script = REPO / "training" / "train.py"
+    argv = [sys.executable, str(script), "--config", TINY, "--dataset", str(tones), "--output_dir", str(tmp_path / "run")]
+    environment = {**os.environ, "ACCELERATE_MIXED_PRECISION": "fp16", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(argv + ["--max_steps", "1"], env=environment, capture_output=True, text=True)
+    assert result.returncode != 0 and "fp16 mixed precision (from the Accelerate configuration" in result.stderr
+    assert not (tmp_path / "run" / "checkpoint-1").exists()

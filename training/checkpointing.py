@@ -1,24 +1,39 @@
 """Crash-safe checkpoints: resumable `checkpoint-<step>/` folders and exported `final/` and `best/` models.
 
 Every folder is written under a temporary name in the same directory and renamed into place once complete, so
-a run killed at any moment leaves the previous checkpoint (and the previous export) loadable. Checkpoints hold
-Accelerate state, including pickled random-number-generator states: load only checkpoints you wrote.
+a run killed at any moment leaves the previous checkpoint (and the previous export) loadable. A checkpoint is
+Accelerate's state (models, optimizers, random-number-generator states, all read back with
+`torch.load(weights_only=True)`) plus `training_state.json`: the learning-rate schedulers and the run's counters.
+Those are kept out of Accelerate's `register_for_checkpointing`, whose files are unpickled without
+`weights_only`, so resuming never runs code from a checkpoint.
 """
 
+import json
 import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
+from typing import Protocol
 
+import numpy as np
+import torch
 from accelerate import Accelerator
 
-__all__ = ["TrainingProgress", "export_models", "latest_checkpoint", "save_checkpoint"]
+__all__ = ["TrainingProgress", "export_models", "latest_checkpoint", "load_checkpoint", "save_checkpoint"]
 
 _CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
+TRAINING_STATE_FILE = "training_state.json"
+
+
+class Stateful(Protocol):
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict): ...
 
 
 class TrainingProgress:
-    """Counters that a resumed run must continue from; registered with Accelerate so they live in checkpoints."""
+    """Counters that a resumed run must continue from; saved in every checkpoint's `training_state.json`."""
 
     def __init__(self):
         self.step = 0
@@ -71,8 +86,13 @@ def _replace_directory(temporary: Path, target: Path):
     shutil.rmtree(previous, ignore_errors=True)
 
 
-def save_checkpoint(accelerator: Accelerator, output_dir: str | Path, step: int, keep_last: int) -> Path:
-    """`accelerator.save_state` into `output_dir/checkpoint-<step>/` atomically, then keep the last `keep_last`."""
+def save_checkpoint(
+    accelerator: Accelerator, output_dir: str | Path, step: int, keep_last: int, training_state: dict[str, Stateful]
+) -> Path:
+    """
+    `accelerator.save_state` and the `state_dict()` of each object of `training_state` (as JSON, by name) into
+    `output_dir/checkpoint-<step>/` atomically, then keep the last `keep_last` checkpoints.
+    """
     output_dir = Path(output_dir)
     target = output_dir / f"checkpoint-{step}"
     temporary = output_dir / f".incomplete-checkpoint-{step}"
@@ -82,6 +102,9 @@ def save_checkpoint(accelerator: Accelerator, output_dir: str | Path, step: int,
             shutil.rmtree(leftover)  # what an earlier, killed run left half-written or half-deleted
     accelerator.wait_for_everyone()
     accelerator.save_state(str(temporary))
+    if accelerator.is_main_process:
+        states = {name: stateful.state_dict() for name, stateful in training_state.items()}
+        (temporary / TRAINING_STATE_FILE).write_text(json.dumps(states, indent=1))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         _replace_directory(temporary, target)
@@ -89,6 +112,35 @@ def save_checkpoint(accelerator: Accelerator, output_dir: str | Path, step: int,
             _remove(old)
     accelerator.wait_for_everyone()
     return target
+
+
+def _load_legacy_state(path: Path) -> dict:
+    """A state dict pickled by Accelerate, read with `weights_only=True`; numpy float scalars are allowed."""
+    numpy_scalar = np.float64(0).__reduce__()[0]  # numpy's scalar constructor; its module moved in numpy 2
+    with torch.serialization.safe_globals([numpy_scalar, np.dtype, type(np.dtype(np.float64))]):
+        return torch.load(path, weights_only=True)
+
+
+def load_checkpoint(accelerator: Accelerator, checkpoint: str | Path, training_state: dict[str, Stateful]):
+    """Restore what `save_checkpoint` wrote: Accelerate's state, then each object of `training_state` by name."""
+    checkpoint = Path(checkpoint)
+    state_file = checkpoint / TRAINING_STATE_FILE
+    if state_file.exists():
+        accelerator.load_state(str(checkpoint))
+        states = json.loads(state_file.read_text())
+    else:  # checkpoints of earlier versions: Accelerate's custom_checkpoint_<i>.pkl, in registration order
+        states = {
+            name: _load_legacy_state(checkpoint / f"custom_checkpoint_{index}.pkl")
+            for index, name in enumerate(training_state)
+        }
+        # Accelerate refuses a folder with more custom_checkpoint files than registered objects: show it the rest.
+        with tempfile.TemporaryDirectory(prefix=".resume-view-", dir=checkpoint.parent) as view:
+            for entry in checkpoint.iterdir():
+                if not entry.name.startswith("custom_checkpoint_"):
+                    os.symlink(entry.resolve(), Path(view) / entry.name)
+            accelerator.load_state(view)
+    for name, stateful in training_state.items():
+        stateful.load_state_dict(states[name])
 
 
 def export_models(accelerator: Accelerator, generator, discriminator, target: str | Path):

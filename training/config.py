@@ -153,6 +153,8 @@ class DacDataArguments:
             raise ValueError(f"num_crop_tries must be at least 1, got {self.num_crop_tries}.")
         if self.num_workers < 0 or self.num_validation_examples < 0:
             raise ValueError("num_workers and num_validation_examples must not be negative.")
+        if self.shuffle_buffer_size < 1:
+            raise ValueError(f"shuffle_buffer_size must be at least 1, got {self.shuffle_buffer_size}.")
 
 
 @dataclass
@@ -210,11 +212,21 @@ class DacTrainingArguments:
         for name in ("mel_loss_weight", "feature_matching_loss_weight", "adversarial_loss_weight", "waveform_loss_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative, got {getattr(self, name)}.")
-        for name in ("max_steps", "batch_size", "save_steps", "save_total_limit", "eval_steps", "sample_steps"):
+        positive_integers = ("max_steps", "batch_size", "save_steps", "save_total_limit", "eval_steps", "sample_steps")
+        for name in (*positive_integers, "logging_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}.")
-        if len(self.adam_betas) != 2:
-            raise ValueError(f"adam_betas needs two values, got {self.adam_betas}.")
+        for name in ("learning_rate", "generator_max_grad_norm", "discriminator_max_grad_norm"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
+        if not 0 < self.lr_decay <= 1:
+            raise ValueError(f"lr_decay is the learning rate's factor per step, in (0, 1]; got {self.lr_decay}.")
+        try:  # YAML reads `8e-1` (no dot) as a string
+            self.adam_betas = [float(beta) for beta in self.adam_betas]
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"adam_betas must be two numbers, got {self.adam_betas}.") from error
+        if len(self.adam_betas) != 2 or not all(0 <= beta < 1 for beta in self.adam_betas):
+            raise ValueError(f"adam_betas needs two values in [0, 1), got {self.adam_betas}.")
 
 
 _DATACLASSES = (DacModelArguments, DacDataArguments, DacTrainingArguments)

@@ -176,8 +176,8 @@ class DacAudioCropper:
         return self._normalise(crop, rng)
 
     def _salient_crop(self, file: soundfile.SoundFile, rng: np.random.Generator) -> np.ndarray:
-        # One source sample more than needed, so the resampled crop is never short by rounding.
-        source_length = math.ceil(self.num_samples * file.samplerate / self.sampling_rate) + 1
+        # Rounded up: soxr then returns at least `num_samples` (and exactly that many without resampling).
+        source_length = math.ceil(self.num_samples * file.samplerate / self.sampling_rate)
         if file.frames < source_length:
             raise _SkippedClip("too_short")
         for _ in range(self.num_crop_tries):

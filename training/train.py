@@ -1,6 +1,6 @@
 """Train or fine-tune DAC with the released GAN recipe, on one device or many, through Accelerate.
 
-    accelerate launch training/train.py --config training/configs/44khz.yaml \\
+    accelerate launch training/train.py --config training/configs/dac_44khz.yaml \\
         --dataset path/to/audio --output_dir runs/dac44 [--resume] [--init_from descript/dac_44khz] [--freeze ...]
 
 Reads top to bottom: options -> models -> optimizers -> data -> (resume) -> loop of GAN steps with logging,
@@ -14,7 +14,9 @@ if __package__ in (None, ""):  # run as a script from a checkout: make `training
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import logging
+import math
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -26,7 +28,13 @@ from tqdm.auto import tqdm
 from modeling_dac import DacConfig, DacModel
 from modeling_dac.conversion import load_official_checkpoint
 from modeling_dac.metrics import DacMelDistance, DacStftDistance, si_sdr
-from training.checkpointing import TrainingProgress, export_models, latest_checkpoint, save_checkpoint
+from training.checkpointing import (
+    TrainingProgress,
+    export_models,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from training.config import (
     GENERATOR_FIELDS,
     DacDataArguments,
@@ -238,6 +246,11 @@ def _train(model_args: DacModelArguments, data_args: DacDataArguments, training_
         # With quantizer_dropout 1.0 every item may skip the last codebooks, leaving their parameters unused.
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=model_args.quantizer_dropout >= 1.0)],
     )
+    if accelerator.mixed_precision == "fp16":  # set by `accelerate config` / ACCELERATE_MIXED_PRECISION
+        raise ValueError(
+            "fp16 mixed precision (from the Accelerate configuration or environment) is not supported: use bf16 "
+            "or no; GAN training of DAC is not stable in fp16."
+        )
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     logger.info(str(accelerator.state).strip())
     if training_args.batch_size % accelerator.num_processes:
@@ -276,25 +289,26 @@ def _train(model_args: DacModelArguments, data_args: DacDataArguments, training_
         generator, discriminator, optimizer_g, optimizer_d
     )
     progress = TrainingProgress()
-    accelerator.register_for_checkpointing(scheduler_g, scheduler_d, progress)
+    # Saved with every checkpoint (training_state.json); the order is that of checkpoints of earlier versions.
+    training_state = {"generator_scheduler": scheduler_g, "discriminator_scheduler": scheduler_d, "progress": progress}
 
     # Data.
     train_records, validation_records = build_datasets(data_args, training_args.seed)
     hop_length = accelerator.unwrap_model(generator).config.hop_length
 
-    def cropper(seconds: float) -> DacAudioCropper:
+    def cropper(seconds: float, whole_frames: Callable[[float], int] = round) -> DacAudioCropper:
         return DacAudioCropper(
             sampling_rate=sampling_rate,
-            num_samples=max(1, round(seconds * sampling_rate / hop_length)) * hop_length,
+            num_samples=max(1, whole_frames(seconds * sampling_rate / hop_length)) * hop_length,
             loudness_target=data_args.loudness_target,
             loudness_cutoff=data_args.loudness_cutoff,
             num_crop_tries=data_args.num_crop_tries,
             random_phase_shift=data_args.random_phase_shift,
         )
 
-    validation_dataset = DacValidationDataset(
-        validation_records, cropper(data_args.validation_duration), training_args.seed
-    )
+    # Rounded down, so that clips cut to exactly `validation_duration` are long enough.
+    validation_cropper = cropper(data_args.validation_duration, lambda frames: math.floor(frames + 1e-9))
+    validation_dataset = DacValidationDataset(validation_records, validation_cropper, training_args.seed)
     validation_loader = torch.utils.data.DataLoader(
         torch.utils.data.Subset(
             validation_dataset, range(accelerator.process_index, len(validation_dataset), accelerator.num_processes)
@@ -305,16 +319,15 @@ def _train(model_args: DacModelArguments, data_args: DacDataArguments, training_
         generator=torch.Generator().manual_seed(training_args.seed),
     )
 
+    # Different quantizer-dropout draws on each process; a resumed run then restores each process's generators.
+    set_seed(training_args.seed, device_specific=True)
     if training_args.resume:
         checkpoint = latest_checkpoint(output_dir)
         if checkpoint is None:
             logger.warning(f"--resume: no checkpoint in {output_dir}; starting from step 0.")
         else:
-            accelerator.load_state(str(checkpoint))
+            load_checkpoint(accelerator, checkpoint, training_state)
             logger.info(f"Resumed from {checkpoint} at step {progress.step}.")
-    else:
-        # Different quantizer-dropout draws on each process; a resumed run restores these generators instead.
-        set_seed(training_args.seed, device_specific=True)
 
     train_loader = build_training_dataloader(
         train_records,
@@ -344,7 +357,7 @@ def _train(model_args: DacModelArguments, data_args: DacDataArguments, training_
         accelerator.log(scores, step=progress.step)
         logger.info(f"Step {progress.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
         if scores["validation/mel_distance"] < progress.best_validation_mel:
-            progress.best_validation_mel = scores["validation/mel_distance"]
+            progress.best_validation_mel = float(scores["validation/mel_distance"])
             export_models(accelerator, generator, discriminator, output_dir / "best")
 
     window = _LoggingWindow(accelerator, training_args.batch_size)
@@ -397,7 +410,7 @@ def _train(model_args: DacModelArguments, data_args: DacDataArguments, training_
             run_validation_and_export_best()
         if progress.step % training_args.save_steps == 0 or finished:
             window.add_skipped_clips_to(progress)
-            save_checkpoint(accelerator, output_dir, progress.step, training_args.save_total_limit)
+            save_checkpoint(accelerator, output_dir, progress.step, training_args.save_total_limit, training_state)
     bar.close()
 
     export_models(accelerator, generator, discriminator, output_dir / "final")
