@@ -22,7 +22,7 @@ __all__ = ["COMMANDS", "Job", "describe_dac_file", "plan_jobs"]
 DAC_SUFFIX = ".dac"
 DECODED_FORMATS = ("wav", "flac", "ogg", "mp3")
 # Names that read as a file, never as an output directory.
-_MEDIA_SUFFIXES = {*AUDIO_EXTENSIONS, DAC_SUFFIX, ".opus", ".m4a", ".aac", ".wma", ".aiff", ".au", ".caf"}
+_MEDIA_SUFFIXES = {*AUDIO_EXTENSIONS, DAC_SUFFIX, ".opus", ".m4a", ".aac", ".wma", ".au", ".caf"}
 _LISTED_PROBLEMS = 10
 
 
