@@ -72,7 +72,7 @@ def load_audio_dataset(
     undecoded records, in a stable order:
 
     - an audio file, or a folder of them: one record `{"bytes": None, "path": absolute path}` per file, sorted by
-      path;
+      path (with `keep_columns=True`, also a column `file_name`: the path relative to the folder);
     - a `.parquet` file, or a folder holding parquet files (read recursively);
     - a folder written by `Dataset.save_to_disk` / `DatasetDict.save_to_disk`;
     - otherwise a hub dataset id, loaded with `load_dataset(source, name, split=split)`.
@@ -95,8 +95,10 @@ def load_audio_dataset(
         dataset = _pick_split(load_dataset("parquet", data_files=data_files, streaming=streaming), split, source)
     elif path.is_dir() or (path.is_file() and path.suffix.lower() in audio_io.AUDIO_EXTENSIONS):
         files = audio_files_under(path) if path.is_dir() else [path]
-        dataset = Dataset.from_dict({"audio": [str(file.resolve()) for file in files]})
-        dataset = dataset.cast_column("audio", Audio(decode=False))
+        columns = {"audio": [str(file.resolve()) for file in files]}
+        if keep_columns:  # which file each row came from, once the audio column is gone
+            columns["file_name"] = [str(file.relative_to(path)) if path.is_dir() else file.name for file in files]
+        dataset = Dataset.from_dict(columns).cast_column("audio", Audio(decode=False))
         _audio_column(dataset, column, source)  # refuses a column other than "audio"
         return dataset.to_iterable_dataset() if streaming else dataset
     else:

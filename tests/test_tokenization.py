@@ -284,6 +284,14 @@ def test_cli_on_parquet_keeps_columns_pushes_and_never_overwrites(saved_model, a
     assert "already exists and is not empty" in capsys.readouterr().err
 
 
+def test_cli_on_a_folder_keeps_each_row_file_name(saved_model, audio_dir, tmp_path, model):
+    assert cli_main(["tokenize", str(audio_dir), str(tmp_path / "out"), "--model", str(saved_model)]) == 0
+    result = datasets.load_from_disk(str(tmp_path / "out"))
+    assert result.column_names == ["file_name", "audio_codes", "n_frames"]
+    assert result["file_name"] == [os.path.basename(path) for path in _paths(audio_dir)]
+    np.testing.assert_array_equal(np.array(result[3]["audio_codes"]), _expected_codes(model, _paths(audio_dir)[3]))
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
