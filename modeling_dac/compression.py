@@ -229,13 +229,17 @@ def decompress(
     return audio.astype(np.float32)
 
 
-def _sound_file(path: Path, mode: str, **options):
+def _sound_file(path: Path, mode: str, name: Path | None = None, **options):
+    """soundfile.SoundFile, with a ValueError naming `name` (default `path`) and, for writing, what was asked."""
     import soundfile
 
     try:
         return soundfile.SoundFile(str(path), mode, **options)
     except (RuntimeError, soundfile.LibsndfileError) as error:
-        raise ValueError(f"Cannot {'read' if mode == 'r' else 'write'} audio file {path}: {error}") from error
+        if mode == "r":
+            raise ValueError(f"Cannot read audio file {name or path}: {error}") from error
+        asked = f"{options.get('channels')} channel(s) at {options.get('samplerate')} Hz as {options.get('format')}"
+        raise ValueError(f"Cannot write audio file {name or path} ({asked}): {error}") from error
 
 
 def _read_blocks(source, block_frames: int) -> Iterator[np.ndarray]:
@@ -399,7 +403,7 @@ def decompress_file(
     with atomic_write_path(output_path) as temporary:
         if metadata.loudness is not None and metadata.padding:  # official chunked files come out scaled already
             blocks = _scaled_to_loudness(blocks, metadata, output_path)
-        with _sound_file(temporary, "w", **sink_options) as sink:
+        with _sound_file(temporary, "w", name=output_path, **sink_options) as sink:
             for block in blocks:
                 sink.write(block.T)
     return output_path

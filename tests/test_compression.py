@@ -119,6 +119,14 @@ def test_audio_too_short_for_the_model_rate_is_refused_and_nothing_is_written(tm
     assert sorted(path.name for path in tmp_path.iterdir()) == ["one.wav"]
 
 
+def test_an_output_format_that_cannot_hold_the_audio_is_named(tmp_path):
+    model = random_model("24khz")
+    compress(model, music_like(3, 2400, 24000), 24000).save(tmp_path / "three.dac")
+    with pytest.raises(ValueError, match=r"Cannot write audio file .*three\.mp3 \(3 channel\(s\) at 24000 Hz as MP3\)"):
+        decompress_file(model, tmp_path / "three.dac", tmp_path / "three.mp3")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["three.dac"]
+
+
 def test_a_model_that_does_not_match_is_refused(tmp_path):
     dac_file = compress(random_model("44khz"), music_like(1, 3000, 44100), 44100)
     with pytest.raises(ValueError, match="cannot be decoded with this model"):

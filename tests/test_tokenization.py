@@ -279,7 +279,7 @@ def test_cli_on_parquet_keeps_columns_pushes_and_never_overwrites(saved_model, a
     expected = _expected_codes(model, _paths(audio_dir)[1], stereo="fold")[:, :2]
     np.testing.assert_array_equal(np.array(result[1]["audio_codes"]), expected)
     assert pushed == {"repo": "me/tokens", "rows": result.to_dict()}
-    assert "Tokenized 2 clips" in capsys.readouterr().out
+    assert "Tokenized 2 clip(s)" in capsys.readouterr().out
     assert cli_main(argv) == 1  # the output directory is never overwritten
     assert "already exists and is not empty" in capsys.readouterr().err
 

@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     if state.is_main_process:
         seconds = sum(result["n_frames"]) / model.config.frame_rate
         print(
-            f"Tokenized {len(result)} clips ({seconds:.1f} s = {seconds / 3600:.3f} h of audio) with "
+            f"Tokenized {len(result)} clip(s) ({seconds:.1f} s = {seconds / 3600:.3f} h of audio) with "
             f"{state.num_processes} process(es) -> {output_dir}: columns {result.column_names}"
         )
         if args.push_to_hub:
