@@ -224,9 +224,13 @@ class DacStftDistance(nn.Module):
         )
         return per_item.mean() if self.reduction == "mean" else per_item
 
+    def log_magnitude(self, spectrogram: torch.Tensor) -> torch.Tensor:
+        """`log10(clamp(spectrogram, clamp_eps) ** power)`: what the log term compares, bin by bin."""
+        return spectrogram.clamp(min=self.clamp_eps).pow(self.power).log10()
+
     def _per_item_distance(self, reference: torch.Tensor, estimate: torch.Tensor, batch_size: int) -> torch.Tensor:
-        log_reference = reference.clamp(min=self.clamp_eps).pow(self.power).log10()
-        log_estimate = estimate.clamp(min=self.clamp_eps).pow(self.power).log10()
+        log_reference = self.log_magnitude(reference)
+        log_estimate = self.log_magnitude(estimate)
         distance = self.log_weight * (log_estimate - log_reference).abs().reshape(batch_size, -1).mean(dim=1)
         if self.magnitude_weight:
             distance = distance + self.magnitude_weight * (estimate - reference).abs().reshape(batch_size, -1).mean(

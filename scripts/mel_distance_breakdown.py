@@ -35,9 +35,7 @@ def split_mel_distance(
     estimate_mels = metric.spectrograms(torch.from_numpy(estimate)[None])
     total, quiet, quiet_fraction = 0.0, 0.0, 0.0
     for reference_mel, estimate_mel in zip(reference_mels, estimate_mels):
-        log_reference = reference_mel.clamp(min=metric.clamp_eps).pow(metric.power).log10()
-        log_estimate = estimate_mel.clamp(min=metric.clamp_eps).pow(metric.power).log10()
-        difference = (log_estimate - log_reference).abs()
+        difference = (metric.log_magnitude(estimate_mel) - metric.log_magnitude(reference_mel)).abs()
         total += difference.mean().item()
         is_quiet = reference_mel < quiet_below
         quiet += (difference * is_quiet).sum().item() / difference.numel()
