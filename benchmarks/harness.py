@@ -200,7 +200,11 @@ def cpu_description() -> str:
                 break
     wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
     present = [flag for flag in wanted if flag in flags]
-    return f"{name}, {os.cpu_count()} logical CPUs, flags: {' '.join(present) or 'none of ' + ' '.join(wanted)}"
+    huge_pages = "on" if os.environ.get("THP_MEM_ALLOC_ENABLE") == "1" else "off"
+    return (
+        f"{name}, {os.cpu_count()} logical CPUs, flags: {' '.join(present) or 'none of ' + ' '.join(wanted)}; "
+        f"huge pages for tensors (THP_MEM_ALLOC_ENABLE) {huge_pages}"
+    )
 
 
 def median(values: list[float]) -> float:

@@ -1,8 +1,8 @@
 """The inference fast paths compute what the reference formulas compute, and the benchmark tools measure what
 they claim: in-place Snake (bit-identical), the 1x1 convolution accumulated onto the skip path (float rounding),
 both leaving their inputs untouched and training unaffected; bf16 models (fp32 quantizer, dtype plumbing,
-bounded error), the compiled path, FLOP counting, the layer profile and the side-by-side benchmark in its quick
-mode. The device-generic timing and memory code runs here on the CPU."""
+bounded error), the compiled path, FLOP counting, the layer profile, the side-by-side benchmark in its quick
+mode and the FFT convolution the dropped-lever benchmark times. The device-generic timing and memory code runs here on the CPU."""
 
 import json
 import math
@@ -18,6 +18,7 @@ from modeling_dac import DacConfig, DacModel
 from modeling_dac.modeling_dac import DacResidualUnit, DacSnake1d
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+import bench_fft_convolution  # noqa: E402
 import bench_inference  # noqa: E402
 import harness  # noqa: E402
 import profile_inference  # noqa: E402
@@ -199,6 +200,17 @@ def test_peak_memory_tracker_sees_a_large_allocation_on_cpu():
     peak, wall, cpu = (float(value) for value in output.split()[-3:])
     assert peak >= 48 * 2**20
     assert wall > 0 and cpu >= 0
+
+
+@pytest.mark.parametrize("dilation, n_fft, length", [(1, 16, 100), (3, 32, 77), (9, 64, 500)])
+def test_fft_convolution_of_the_benchmark_computes_the_dilated_convolution(dilation, n_fft, length):
+    torch.manual_seed(dilation)
+    hidden_states, weight, bias = torch.randn(2, 5, length), torch.randn(4, 5, 7), torch.randn(4)
+    spectrum = bench_fft_convolution.kernel_spectrum(weight, dilation, n_fft)
+    result = bench_fft_convolution.fft_convolution(hidden_states, spectrum, bias, dilation, n_fft)
+    expected = torch.nn.functional.conv1d(hidden_states, weight, bias, padding=3 * dilation, dilation=dilation)
+    assert result.shape == expected.shape
+    torch.testing.assert_close(result, expected, rtol=0, atol=1e-5 * expected.abs().max().item())
 
 
 def test_synthetic_audio_is_deterministic_bounded_and_not_silent():
