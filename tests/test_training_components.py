@@ -11,6 +11,7 @@ import torch
 from accelerate import Accelerator
 
 from modeling_dac import DacModel
+from training import checkpointing
 from training.checkpointing import (
     TrainingProgress,
     export_models,
@@ -272,3 +273,27 @@ def test_export_folds_weight_norm_and_replaces_the_previous_export(tmp_path):
     discriminator = DacDiscriminator.from_pretrained(target / "discriminator")
     for key, value in models.accelerator.unwrap_model(models.discriminator).state_dict().items():
         assert torch.equal(discriminator.state_dict()[key], value)
+
+
+def test_an_export_killed_between_its_renames_never_loses_the_last_complete_copy(tmp_path, monkeypatch):
+    models = _Models()
+    target = tmp_path / "best"
+    export_models(models.accelerator, models.generator, models.discriminator, target)
+    replace = os.replace
+
+    def killed_before_the_new_export_lands(source, destination):
+        if Path(source).name == ".incomplete-best":
+            raise KeyboardInterrupt
+        replace(source, destination)
+
+    # The first kill leaves the only complete export at .previous-best; a second kill at the same point must not
+    # delete it.
+    monkeypatch.setattr(checkpointing.os, "replace", killed_before_the_new_export_lands)
+    for _ in range(2):
+        with pytest.raises(KeyboardInterrupt):
+            export_models(models.accelerator, models.generator, models.discriminator, target)
+        assert not target.exists()
+        assert DacModel.from_pretrained(tmp_path / ".previous-best") is not None
+    monkeypatch.setattr(checkpointing.os, "replace", replace)
+    export_models(models.accelerator, models.generator, models.discriminator, target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best"]

@@ -79,6 +79,8 @@ def _remove(path: Path):
 def _replace_directory(temporary: Path, target: Path):
     # At every moment either `target` or `.previous-<target>` is a complete folder.
     previous = target.with_name(f".previous-{target.name}")
+    if previous.exists() and not target.exists():
+        os.replace(previous, target)  # an earlier call was killed between its two renames: previous is the copy
     shutil.rmtree(previous, ignore_errors=True)
     if target.exists():
         os.replace(target, previous)
