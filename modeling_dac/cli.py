@@ -1,6 +1,7 @@
 """The `dac` command line: discovers the subcommands in `modeling_dac.commands` and dispatches to them.
 
-A `ValueError` raised by a subcommand becomes a one-line message on stderr and exit status 1.
+A `ValueError` raised by a subcommand becomes a one-line message on stderr and exit status 1, as does a missing
+optional package (with the pip extra that installs it).
 """
 
 import argparse
@@ -21,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
         for name, command in module.COMMANDS.items():
             subparser = subparsers.add_parser(name, help=command.help, description=command.help)
             command.add_arguments(subparser)
-            subparser.set_defaults(run=command.run)
+            subparser.set_defaults(run=command.run, extra=command.extra)
     return parser
 
 
@@ -31,6 +32,15 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args)
     except ValueError as error:
         print(f"dac {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    except ModuleNotFoundError as error:
+        if args.extra is None:
+            raise
+        print(
+            f"dac {args.command}: error: needs the package {error.name!r}, which is not installed: "
+            f"pip install 'modeling_dac[{args.extra}]'",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -1,6 +1,7 @@
 import json
 import re
 import shlex
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +127,21 @@ def test_missing_model_without_a_default_is_an_error_naming_the_flag(audio_tree,
     assert main(["encode", str(audio_tree), "-o", str(tmp_path / "out")]) == 1
     assert "--model" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command, package, extra", [("tokenize", "accelerate", "training"), ("eval", "datasets", "eval")])
+def test_a_missing_optional_package_names_the_extra_that_installs_it(
+    command, package, extra, audio_tree, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setitem(sys.modules, package, None)  # `import <package>` now fails as if it were not installed
+    output = str(tmp_path / "out")
+    arguments = ["--data", str(audio_tree), "--output", output] if command == "eval" else [str(audio_tree), output]
+    assert main([command, *arguments]) == 1
+    message = capsys.readouterr().err.strip()
+    assert message == (
+        f"dac {command}: error: needs the package '{package}', which is not installed: "
+        f"pip install 'modeling_dac[{extra}]'"
+    )
 
 
 def test_unloadable_model_is_a_clear_error(audio_tree, tmp_path, capsys):

@@ -23,6 +23,9 @@ class Command:
     help: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
+    # The pip extra of modeling_dac that installs the optional packages `run` imports (named in the error a
+    # plain `pip install modeling_dac` then gives).
+    extra: str | None = None
 
 
 def add_model_argument(parser: argparse.ArgumentParser) -> None:

@@ -69,6 +69,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here, though used later (reading the data, drawing the plots), so that a missing eval extra is
+    # reported before any work.
+    import datasets  # noqa: F401
+    import matplotlib  # noqa: F401
     import torch
 
     from ..evaluation import evaluate_model
@@ -103,6 +107,9 @@ def run(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "eval": Command(
-        "Measure mel/STFT distance, ViSQOL and SI-SDR of a model on a dataset at several bitrates.", add_arguments, run
+        "Measure mel/STFT distance, ViSQOL and SI-SDR of a model on a dataset at several bitrates.",
+        add_arguments,
+        run,
+        extra="eval",
     )
 }

@@ -108,5 +108,6 @@ COMMANDS = {
         "processes or GPUs).",
         add_arguments,
         run,
+        extra="training",
     )
 }
