@@ -11,7 +11,7 @@ import torch
 from accelerate import Accelerator
 
 from modeling_dac import DacModel
-from training import checkpointing
+from training import average_checkpoints, checkpointing
 from training.checkpointing import (
     TrainingProgress,
     export_models,
@@ -297,3 +297,25 @@ def test_an_export_killed_between_its_renames_never_loses_the_last_complete_copy
     monkeypatch.setattr(checkpointing.os, "replace", replace)
     export_models(models.accelerator, models.generator, models.discriminator, target)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best"]
+
+
+def test_averaged_checkpoints_hold_the_mean_of_the_folded_generator_weights(tmp_path):
+    models = _Models()
+    state = {"progress": TrainingProgress()}
+    folded = []
+    for step in (1, 2, 3):
+        models.step(_audio())
+        save_checkpoint(models.accelerator, tmp_path, step, keep_last=3, training_state=state)
+        generator = models.accelerator.unwrap_model(models.generator)
+        folded.append({name: tensor.clone() for name, tensor in generator.folded_state_dict().items()})
+    assert any(not torch.equal(folded[1][name], folded[2][name]) for name in folded[1])
+    with pytest.raises(ValueError, match="no final/ or best/ export"):
+        average_checkpoints.main([str(tmp_path), "--last", "2"])
+    export_models(models.accelerator, models.generator, models.discriminator, tmp_path / "final")
+
+    averaged = DacModel.from_pretrained(average_checkpoints.main([str(tmp_path), "--last", "2"]))
+    assert (tmp_path / "averaged" / "config.json").is_file()
+    for name, tensor in averaged.state_dict().items():
+        torch.testing.assert_close(tensor, (folded[1][name] + folded[2][name]) / 2, rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="has 3 checkpoint"):
+        average_checkpoints.main([str(tmp_path), "--last", "4"])

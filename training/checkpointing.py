@@ -1,4 +1,5 @@
-"""Crash-safe checkpoints: resumable `checkpoint-<step>/` folders and exported `final/` and `best/` models.
+"""Crash-safe checkpoints: resumable `checkpoint-<step>/` folders, exported `final/` and `best/` models, and the
+average of the generator weights of several checkpoints.
 
 Every folder is written under a temporary name in the same directory and renamed into place once complete, so
 a run killed at any moment leaves the previous checkpoint (and the previous export) loadable. A checkpoint is
@@ -19,11 +20,26 @@ from typing import Protocol
 import numpy as np
 import torch
 from accelerate import Accelerator
+from safetensors.torch import load_file
 
-__all__ = ["TrainingProgress", "export_models", "latest_checkpoint", "load_checkpoint", "save_checkpoint"]
+from modeling_dac.weight_norm import fold_weight_norm
+
+__all__ = [
+    "TrainingProgress",
+    "average_generator_weights",
+    "export_models",
+    "latest_checkpoint",
+    "list_checkpoints",
+    "load_checkpoint",
+    "replace_directory",
+    "save_checkpoint",
+]
 
 _CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 TRAINING_STATE_FILE = "training_state.json"
+# Accelerate names the prepared models' weights in the order they were prepared; train.py prepares the generator
+# first.
+GENERATOR_WEIGHTS_FILE = "model.safetensors"
 
 
 class Stateful(Protocol):
@@ -56,7 +72,9 @@ class TrainingProgress:
         self.nonfinite_steps = int(state["nonfinite_steps"])
 
 
-def _checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
+def list_checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
+    """`(step, folder)` of every `checkpoint-<step>` folder of a run, by step."""
+    output_dir = Path(output_dir)
     if not output_dir.is_dir():
         return []
     found = [(int(match.group(1)), path) for path in output_dir.iterdir() if (match := _CHECKPOINT_PATTERN.match(path.name))]
@@ -65,7 +83,7 @@ def _checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
 
 def latest_checkpoint(output_dir: str | Path) -> Path | None:
     """The `checkpoint-<step>` folder with the highest step, or `None`."""
-    checkpoints = _checkpoints(Path(output_dir))
+    checkpoints = list_checkpoints(output_dir)
     return checkpoints[-1][1] if checkpoints else None
 
 
@@ -76,8 +94,9 @@ def _remove(path: Path):
     shutil.rmtree(doomed)
 
 
-def _replace_directory(temporary: Path, target: Path):
-    # At every moment either `target` or `.previous-<target>` is a complete folder.
+def replace_directory(temporary: Path, target: Path):
+    """Rename the complete folder `temporary` to `target`, replacing it; at every moment either `target` or
+    `.previous-<target>` is a complete folder."""
     previous = target.with_name(f".previous-{target.name}")
     if previous.exists() and not target.exists():
         os.replace(previous, target)  # an earlier call was killed between its two renames: previous is the copy
@@ -109,8 +128,8 @@ def save_checkpoint(
         (temporary / TRAINING_STATE_FILE).write_text(json.dumps(states, indent=1))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        _replace_directory(temporary, target)
-        for _, old in _checkpoints(output_dir)[:-keep_last]:
+        replace_directory(temporary, target)
+        for _, old in list_checkpoints(output_dir)[:-keep_last]:
             _remove(old)
     accelerator.wait_for_everyone()
     return target
@@ -156,5 +175,29 @@ def export_models(accelerator: Accelerator, generator, discriminator, target: st
         shutil.rmtree(temporary, ignore_errors=True)
         accelerator.unwrap_model(generator).save_pretrained(temporary)
         accelerator.unwrap_model(discriminator).save_pretrained(temporary / "discriminator")
-        _replace_directory(temporary, target)
+        replace_directory(temporary, target)
     accelerator.wait_for_everyone()
+
+
+def average_generator_weights(checkpoints: list[str | Path]) -> dict[str, torch.Tensor]:
+    """
+    The mean of the generator weights saved in `checkpoints` (`checkpoint-<step>` folders of one run), as a
+    `DacModel` state dict with plain weights. Each checkpoint's weight norm is folded first, so the mean is taken
+    over the weights the models compute with, not over magnitudes and directions.
+    """
+    if not checkpoints:
+        raise ValueError("average_generator_weights needs at least one checkpoint.")
+    sums: dict[str, torch.Tensor] = {}
+    dtypes: dict[str, torch.dtype] = {}
+    for checkpoint in checkpoints:
+        weights_file = Path(checkpoint) / GENERATOR_WEIGHTS_FILE
+        if not weights_file.is_file():
+            raise ValueError(f"{checkpoint} is not a training checkpoint: it has no {GENERATOR_WEIGHTS_FILE}.")
+        state_dict = fold_weight_norm(load_file(weights_file))
+        if not dtypes:
+            dtypes = {name: tensor.dtype for name, tensor in state_dict.items()}
+        elif state_dict.keys() != dtypes.keys():
+            raise ValueError(f"{checkpoint} holds a different model than {checkpoints[0]}: their weights differ in name.")
+        for name, tensor in state_dict.items():
+            sums[name] = sums.get(name, 0) + tensor.double()
+    return {name: (total / len(checkpoints)).to(dtypes[name]) for name, total in sums.items()}
