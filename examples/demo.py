@@ -51,7 +51,7 @@ def main() -> int:
         print(f"Model: {args.model or DEFAULT_MODEL}")
         if not args.model:
             print(
-                "NOTE: this is the project's small reference codec (16 kHz, 3 kbps, trained about 4.5 hours on a CPU): it "
+                "NOTE: this is the project's small reference codec (16 kHz, 3 kbps, trained about 6 hours on a CPU): it "
                 "keeps pitch and rhythm but sounds noisy; see checkpoints/dac_reference/README.md for its metrics."
             )
     else:

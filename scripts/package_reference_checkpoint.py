@@ -96,7 +96,11 @@ def main(argv: list[str] | None = None) -> None:
         default=[Path("outputs/dac_reference")],
         help="the training run, or several runs that continued one another, in order; the model is the last one's",
     )
-    parser.add_argument("--export", default="best", help="which export of the last run: best (validation mel) or final")
+    parser.add_argument(
+        "--export",
+        default="best",
+        help="which export of the last run: best (validation mel), final, or averaged (training/average_checkpoints.py)",
+    )
     parser.add_argument("--output_dir", type=Path, default=Path("checkpoints/dac_reference"))
     args = parser.parse_args(argv)
 
