@@ -2,7 +2,8 @@
 they claim: in-place Snake (bit-identical), the 1x1 convolution accumulated onto the skip path (float rounding),
 both leaving their inputs untouched and training unaffected; bf16 models (fp32 quantizer, dtype plumbing,
 bounded error), the compiled path, FLOP counting, the layer profile, the side-by-side benchmark in its quick
-mode and the FFT convolution the dropped-lever benchmark times. The device-generic timing and memory code runs here on the CPU."""
+mode and the FFT convolution the dropped-lever benchmark times. The device-generic timing and memory code runs
+here on the CPU."""
 
 import json
 import math

@@ -17,10 +17,9 @@ if __package__ in (None, ""):  # run as a script from a checkout: make `training
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse
-import shutil
 
 from modeling_dac import DacConfig, DacModel
-from training.checkpointing import average_generator_weights, list_checkpoints, replace_directory
+from training.checkpointing import average_generator_weights, list_checkpoints, write_folder_atomically
 
 __all__ = ["main"]
 
@@ -50,11 +49,7 @@ def main(argv: list[str] | None = None) -> Path:
 
     model = DacModel(DacConfig.from_pretrained(config_dir))
     model.load_state_dict(average_generator_weights([folder for _, folder in checkpoints]), strict=True)
-    output_dir = args.output_dir or args.run_dir / "averaged"
-    staging = output_dir.with_name(f".incomplete-{output_dir.name}")
-    shutil.rmtree(staging, ignore_errors=True)
-    model.save_pretrained(staging)
-    replace_directory(staging, output_dir)
+    output_dir = write_folder_atomically(args.output_dir or args.run_dir / "averaged", model.save_pretrained)
     steps = [step for step, _ in checkpoints]
     print(f"{output_dir}: the mean of {len(steps)} checkpoints, steps {steps[0]} to {steps[-1]}")
     return output_dir

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -31,8 +32,8 @@ __all__ = [
     "latest_checkpoint",
     "list_checkpoints",
     "load_checkpoint",
-    "replace_directory",
     "save_checkpoint",
+    "write_folder_atomically",
 ]
 
 _CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
@@ -94,9 +95,8 @@ def _remove(path: Path):
     shutil.rmtree(doomed)
 
 
-def replace_directory(temporary: Path, target: Path):
-    """Rename the complete folder `temporary` to `target`, replacing it; at every moment either `target` or
-    `.previous-<target>` is a complete folder."""
+def _replace_directory(temporary: Path, target: Path):
+    # At every moment either `target` or `.previous-<target>` is a complete folder.
     previous = target.with_name(f".previous-{target.name}")
     if previous.exists() and not target.exists():
         os.replace(previous, target)  # an earlier call was killed between its two renames: previous is the copy
@@ -128,7 +128,7 @@ def save_checkpoint(
         (temporary / TRAINING_STATE_FILE).write_text(json.dumps(states, indent=1))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        replace_directory(temporary, target)
+        _replace_directory(temporary, target)
         for _, old in list_checkpoints(output_dir)[:-keep_last]:
             _remove(old)
     accelerator.wait_for_everyone()
@@ -169,14 +169,27 @@ def export_models(accelerator: Accelerator, generator, discriminator, target: st
     Write the generator with `save_pretrained` (folded weight norm, loadable by `DacModel.from_pretrained`) to
     `target/` and the discriminator to `target/discriminator/`, replacing any previous export atomically.
     """
-    target = Path(target)
     if accelerator.is_main_process:
-        temporary = target.with_name(f".incomplete-{target.name}")
-        shutil.rmtree(temporary, ignore_errors=True)
-        accelerator.unwrap_model(generator).save_pretrained(temporary)
-        accelerator.unwrap_model(discriminator).save_pretrained(temporary / "discriminator")
-        replace_directory(temporary, target)
+
+        def write(folder: Path):
+            accelerator.unwrap_model(generator).save_pretrained(folder)
+            accelerator.unwrap_model(discriminator).save_pretrained(folder / "discriminator")
+
+        write_folder_atomically(target, write)
     accelerator.wait_for_everyone()
+
+
+def write_folder_atomically(target: str | Path, write: Callable[[Path], None]) -> Path:
+    """
+    `write(staging)` fills `.incomplete-<name>` beside `target`, which then takes `target`'s place: a crash or an
+    error during the write leaves an earlier `target` as it was. Returns `target`.
+    """
+    target = Path(target)
+    staging = target.with_name(f".incomplete-{target.name}")
+    shutil.rmtree(staging, ignore_errors=True)
+    write(staging)
+    _replace_directory(staging, target)
+    return target
 
 
 def average_generator_weights(checkpoints: list[str | Path]) -> dict[str, torch.Tensor]:
