@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 from modeling_dac import DacFeatureExtractor, DacModel
+from training.checkpointing import write_folder_atomically
 
 __all__ = ["main", "read_scalars", "write_training_curve"]
 
@@ -105,20 +106,22 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     model = DacModel.from_pretrained(args.run_dir[-1] / args.export)
-    staging = args.output_dir.with_name(f".{args.output_dir.name}.incomplete")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    model.save_pretrained(staging)
-    DacFeatureExtractor.from_model_config(model.config).save_pretrained(staging)
-    weights_bytes = (staging / "model.safetensors").stat().st_size
-    if weights_bytes > MAX_WEIGHTS_BYTES:
-        raise ValueError(f"model.safetensors is {weights_bytes / 2**20:.1f} MiB, over the 20 MiB budget.")
-    write_training_curve(concatenate_runs([read_scalars(run_dir / "logs") for run_dir in args.run_dir]), staging)
+    series = concatenate_runs([read_scalars(run_dir / "logs") for run_dir in args.run_dir])
     card = args.output_dir / "README.md"
-    if card.exists():  # the hand-written model card survives a repackaging
-        shutil.copy2(card, staging / "README.md")
-    shutil.rmtree(args.output_dir, ignore_errors=True)
-    staging.rename(args.output_dir)
+
+    def write(staging: Path) -> None:
+        staging.mkdir(parents=True)
+        model.save_pretrained(staging)
+        DacFeatureExtractor.from_model_config(model.config).save_pretrained(staging)
+        weights_bytes = (staging / "model.safetensors").stat().st_size
+        if weights_bytes > MAX_WEIGHTS_BYTES:
+            raise ValueError(f"model.safetensors is {weights_bytes / 2**20:.1f} MiB, over the 20 MiB budget.")
+        write_training_curve(series, staging)
+        if card.exists():  # the hand-written model card survives a repackaging
+            shutil.copy2(card, staging / "README.md")
+
+    write_folder_atomically(args.output_dir, write)
+    weights_bytes = (args.output_dir / "model.safetensors").stat().st_size
     print(f"{args.output_dir}: {weights_bytes / 2**20:.1f} MiB of weights, {model.config.bitrate / 1000:.2f} kbps")
 
 

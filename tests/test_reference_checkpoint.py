@@ -117,3 +117,33 @@ def test_mel_distance_breakdown_splits_the_metric(model, clips):
     assert split_mel_distance(metric, audio, estimate, quiet_below=0.0)[1:] == (0.0, 0.0)
     everything = split_mel_distance(metric, audio, estimate, quiet_below=float("inf"))
     assert everything[1] == pytest.approx(total, rel=1e-5) and everything[2] == pytest.approx(1.0)
+
+
+def test_packaging_keeps_the_card_and_an_earlier_package_when_it_fails(tmp_path, monkeypatch):
+    import package_reference_checkpoint as packaging
+    from torch.utils.tensorboard import SummaryWriter
+
+    config = DacConfig(encoder_hidden_size=2, decoder_hidden_size=16, hidden_size=8, n_codebooks=2, codebook_size=16)
+    run = tmp_path / "run"
+    DacModel(config).save_pretrained(run / "averaged")
+    with SummaryWriter(run / "logs") as writer:
+        for step, value in ((100, 4.0), (200, 3.5)):
+            writer.add_scalar("validation/mel_distance", value, step)
+    package = tmp_path / "package"
+    package.mkdir()
+    (package / "README.md").write_text("hand-written card")
+    arguments = ["--run_dir", str(run), "--export", "averaged", "--output_dir", str(package)]
+
+    packaging.main(arguments)
+    assert sorted(path.name for path in package.iterdir()) == [
+        "README.md", "config.json", "model.safetensors", "preprocessor_config.json",
+        "training_curve.md", "training_curve.png",
+    ]  # fmt: skip
+    assert (package / "README.md").read_text() == "hand-written card"
+    assert "| 200 | 3.500 |" in (package / "training_curve.md").read_text()
+    assert DacModel.from_pretrained(package).config.n_codebooks == 2
+
+    monkeypatch.setattr(packaging, "MAX_WEIGHTS_BYTES", 1)
+    with pytest.raises(ValueError, match="over the 20 MiB budget"):
+        packaging.main(arguments)
+    assert DacModel.from_pretrained(package).config.n_codebooks == 2
