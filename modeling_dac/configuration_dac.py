@@ -1,8 +1,8 @@
 """DacConfig: the single source of DAC hyperparameters.
 
 Field names follow the Transformers port (`transformers.DacConfig`), so a config.json written by either
-loads in the other. Unlike the port, the latent size (`hidden_size`) is a field of its own, which makes the
-44 kHz 16 kbps model (latent 128) expressible, and `hop_length` is always derived from the ratios.
+loads in the other. The latent size (`hidden_size`) is a field of its own (128 in the 44 kHz 16 kbps model), and
+`hop_length` is always derived from the ratios.
 """
 
 import math
@@ -13,6 +13,13 @@ from transformers.utils import logging
 logger = logging.get_logger(__name__)
 
 __all__ = ["DacConfig"]
+
+
+def _integer_ratios(name: str, ratios) -> list[int]:
+    """The strides as ints; one that is not a whole number (2.5, True) is an error rather than truncated."""
+    if any(isinstance(ratio, bool) or int(ratio) != ratio for ratio in ratios):
+        raise ValueError(f"`{name}` must hold whole numbers, got {list(ratios)}.")
+    return [int(ratio) for ratio in ratios]
 
 
 class DacConfig(PretrainedConfig):
@@ -84,10 +91,10 @@ class DacConfig(PretrainedConfig):
         hop_length: int | None = None,
         **kwargs,
     ):
-        downsampling_ratios = [int(ratio) for ratio in downsampling_ratios]
+        downsampling_ratios = _integer_ratios("downsampling_ratios", downsampling_ratios)
         if upsampling_ratios is None:
             upsampling_ratios = downsampling_ratios[::-1]
-        upsampling_ratios = [int(ratio) for ratio in upsampling_ratios]
+        upsampling_ratios = _integer_ratios("upsampling_ratios", upsampling_ratios)
         if hidden_size is None:
             hidden_size = encoder_hidden_size * 2 ** len(downsampling_ratios)
 

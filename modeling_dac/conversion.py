@@ -99,15 +99,24 @@ def convert_official_state_dict(state_dict: dict[str, torch.Tensor], config: Dac
     converted = fold_weight_norm(renamed)
 
     with torch.device("meta"):
-        expected = set(DacModel(config).state_dict())
-    missing = sorted(expected - set(converted))
-    if unknown or missing:
+        expected = DacModel(config).state_dict()
+    missing = sorted(set(expected) - set(converted))
+    mismatched = [
+        f"{key} {tuple(tensor.shape)} instead of {tuple(expected[key].shape)}"
+        for key, tensor in converted.items()
+        if key in expected and tensor.shape != expected[key].shape
+    ]
+    if unknown or missing or mismatched:
         raise ValueError(
             "The state dict does not match an official DAC model with this config: "
-            f"unexpected keys {unknown[:8]}{' ...' if len(unknown) > 8 else ''}, "
-            f"missing keys {missing[:8]}{' ...' if len(missing) > 8 else ''}."
+            f"unexpected keys {_first(unknown)}, missing keys {_first(missing)}, "
+            f"tensors of the wrong shape {_first(mismatched)}."
         )
     return converted
+
+
+def _first(items: list[str], count: int = 8) -> str:
+    return f"{items[:count]}{' ...' if len(items) > count else ''}"
 
 
 def _read_official_checkpoint(path: str | Path) -> tuple[dict, dict]:

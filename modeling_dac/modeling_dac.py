@@ -21,6 +21,7 @@ from transformers import initialization as init
 from safetensors import safe_open
 from safetensors.torch import load_file
 from transformers.utils import ModelOutput, cached_file
+from transformers.utils.hub import get_checkpoint_shard_files
 
 from .batching import is_right_padded
 from .configuration_dac import DacConfig
@@ -432,18 +433,21 @@ class DacPreTrainedModel(PreTrainedModel):
         """
         As [`~transformers.PreTrainedModel.from_pretrained`], also accepting checkpoints saved with weight norm
         active (`weight_g`/`weight_v`, or parametrizations' `original0`/`original1`, as `transformers.DacModel`
-        writes after `apply_weight_norm()`): their weights are folded on load.
+        writes after `apply_weight_norm()`), in one file or sharded: their weights are folded on load, and every
+        other argument (`dtype`, `device_map`, config overrides, ...) works as for plain checkpoints.
         """
-        checkpoint = _single_safetensors_file(pretrained_model_name_or_path, kwargs)
-        if checkpoint is None:
+        checkpoints = _safetensors_files(pretrained_model_name_or_path, kwargs)
+        keys = [key for checkpoint in checkpoints for key in _safetensors_keys(checkpoint)]
+        if not has_weight_norm_keys(keys):
             return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
-        with safe_open(checkpoint, framework="pt") as handle:
-            if not has_weight_norm_keys(handle.keys()):
-                return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
-        config = kwargs.pop("config", None) or cls.config_class.from_pretrained(pretrained_model_name_or_path)
-        model = cls(config, *model_args)
-        model.load_state_dict(fold_weight_norm(load_file(checkpoint)), strict=True)
-        return model.eval()
+        state_dict = {}
+        for checkpoint in checkpoints:
+            state_dict.update(load_file(checkpoint))
+        kwargs["config"] = kwargs.get("config") or pretrained_model_name_or_path
+        loaded = super().from_pretrained(None, *model_args, state_dict=fold_weight_norm(state_dict), **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded  # a tuple with `output_loading_info=True`
+        model.name_or_path = model.config.name_or_path = str(pretrained_model_name_or_path)
+        return loaded
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """As [`~transformers.PreTrainedModel.save_pretrained`], always writing folded (plain) weights."""
@@ -467,18 +471,28 @@ def _parameter_dtype(module: nn.Module) -> torch.dtype:
     return next(module.parameters()).dtype
 
 
-def _single_safetensors_file(name_or_path, kwargs: dict) -> str | None:
-    """Path of the `model.safetensors` of a local directory or cached hub repo, or None when there is none."""
+def _safetensors_files(name_or_path, kwargs: dict) -> list[str]:
+    """
+    Paths of the safetensors weights of a local directory or hub repo: `model.safetensors`, or every shard listed
+    in `model.safetensors.index.json`; empty when there are none.
+    """
     hub_options = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder")
+    options = {name: kwargs[name] for name in hub_options if name in kwargs}
     try:
-        return cached_file(
-            name_or_path,
-            "model.safetensors",
-            _raise_exceptions_for_missing_entries=False,
-            **{name: kwargs[name] for name in hub_options if name in kwargs},
+        single = cached_file(name_or_path, "model.safetensors", _raise_exceptions_for_missing_entries=False, **options)
+        if single is not None:
+            return [single]
+        index = cached_file(
+            name_or_path, "model.safetensors.index.json", _raise_exceptions_for_missing_entries=False, **options
         )
+        return [] if index is None else get_checkpoint_shard_files(name_or_path, index, **options)[0]
     except (OSError, ValueError):
-        return None
+        return []
+
+
+def _safetensors_keys(path: str) -> list[str]:
+    with safe_open(path, framework="pt") as handle:
+        return list(handle.keys())
 
 
 class DacModel(DacPreTrainedModel):

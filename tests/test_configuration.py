@@ -72,6 +72,8 @@ def test_port_config_with_wrong_hop_length_is_corrected_with_a_warning(tmp_path,
     [
         (dict(downsampling_ratios=[]), "downsampling_ratios"),
         (dict(downsampling_ratios=[2, 0, 8]), "downsampling_ratios"),
+        (dict(downsampling_ratios=[2.5, 4]), "downsampling_ratios"),  # not truncated to a hop length of 8
+        (dict(upsampling_ratios=[8, 8, 4, 2, True]), "upsampling_ratios"),  # not a fifth block of stride 1
         (dict(upsampling_ratios=[8, 8, 4]), "upsampling_ratios"),
         (dict(codebook_size=1000), "codebook_size"),
         (dict(n_codebooks=0), "n_codebooks"),

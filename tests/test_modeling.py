@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+from transformers import PreTrainedModel
 
 from modeling_dac import DacConfig, DacModel
 
@@ -214,6 +215,23 @@ def test_weight_norm_round_trip_is_exact_enough_and_saves_folded(tmp_path):
         torch.testing.assert_close(tensor, plain[name], rtol=1e-6, atol=1e-7)
     model.remove_weight_norm()
     assert not model.has_weight_norm and set(model.state_dict()) == set(plain)
+
+
+@pytest.mark.parametrize("shards", [{}, {"max_shard_size": "20KB"}])
+def test_checkpoint_with_weight_norm_loads_folded_with_the_from_pretrained_options(shards, tmp_path):
+    # What transformers.DacModel writes after apply_weight_norm(): parametrizations' original0/1, maybe sharded.
+    model = small_model()
+    plain = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    model.apply_weight_norm()
+    PreTrainedModel.save_pretrained(model, tmp_path, **shards)
+    reloaded = DacModel.from_pretrained(tmp_path, dtype=torch.bfloat16, return_dict=False)
+    assert not reloaded.has_weight_norm and not reloaded.training
+    assert reloaded.encoder.conv1.weight.dtype == torch.bfloat16
+    assert reloaded.quantizer.quantizers[0].in_proj.weight.dtype == torch.float32  # kept in fp32, as for plain
+    assert reloaded.config.return_dict is False and reloaded.config.name_or_path == str(tmp_path)
+    assert set(reloaded.state_dict()) == set(plain)
+    for name, tensor in reloaded.state_dict().items():
+        torch.testing.assert_close(tensor, plain[name].to(tensor.dtype))
 
 
 def test_transposed_convolution_weight_norm_is_over_input_channels():

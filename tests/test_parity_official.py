@@ -142,3 +142,13 @@ def test_mismatched_state_dict_names_the_keys(tmp_path):
     torch.save({"state_dict": state_dict, "metadata": {"kwargs": kwargs}}, tmp_path / "bad.pth")
     with pytest.raises(ValueError, match=r"encoder\.block\.99\.bias.*decoder\.conv1\.bias"):
         load_official_checkpoint(tmp_path / "bad.pth")
+
+
+def test_metadata_disagreeing_with_the_tensor_shapes_names_them(tmp_path, capsys):
+    kwargs = {**json.loads((FIXTURES / "dac_44khz.json").read_text())["kwargs"], "codebook_size": 512}
+    state_dict = load_file(FIXTURES / "dac_44khz_state_dict.safetensors")  # 1024 entries per codebook
+    torch.save({"state_dict": state_dict, "metadata": {"kwargs": kwargs}}, tmp_path / "bad.pth")
+    with pytest.raises(ValueError, match=r"wrong shape \['quantizer\.quantizers\.0\.codebook\.weight \(1024, 8\)"):
+        load_official_checkpoint(tmp_path / "bad.pth")
+    assert dac_main(["convert", str(tmp_path / "bad.pth"), str(tmp_path / "out")]) == 1
+    assert "wrong shape" in capsys.readouterr().err

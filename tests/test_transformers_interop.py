@@ -15,6 +15,8 @@ from harness import perturb_weights  # noqa: E402  (random Snake alphas and bias
 SHAPES = {
     "44khz": dict(sampling_rate=44100, downsampling_ratios=[2, 4, 8, 8]),
     "24khz": dict(sampling_rate=24000, downsampling_ratios=[2, 4, 5, 8]),
+    # The 16 kbps model's latent is an eighth of encoder_hidden_size * 2 ** 4, as in the released one (128).
+    "44khz_16kbps": dict(sampling_rate=44100, downsampling_ratios=[2, 4, 8, 8], hidden_size=16),
 }
 WIDTHS = dict(encoder_hidden_size=8, decoder_hidden_size=64, n_codebooks=5, codebook_size=256)
 
