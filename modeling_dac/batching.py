@@ -81,7 +81,7 @@ def unpad(values, mask) -> list:
         )
     if not is_right_padded(torch.from_numpy(mask)):
         raise ValueError("`mask` must be right-padded: in each row, ones (real positions) followed by zeros.")
-    return [item[..., :length] for item, length in zip(values, mask.sum(-1).tolist())]
+    return [item[..., :length] for item, length in zip(values, mask.sum(-1).astype(np.int64).tolist())]
 
 
 def is_right_padded(mask: torch.Tensor) -> bool:

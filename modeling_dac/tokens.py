@@ -146,9 +146,9 @@ def codes_to_tokens(codes: ArrayT, codebook_size: int) -> ArrayT:
             f"{_format_index('codes', index)} = {int(codes_tensor[index])} is outside "
             f"[0, codebook_size={codebook_size})"
         )
-    batch_size, n_codebooks, _ = codes_tensor.shape
+    batch_size, n_codebooks, frames = codes_tensor.shape
     offsets = torch.arange(n_codebooks, device=codes_tensor.device)[None, :, None] * codebook_size
-    tokens = (codes_tensor + offsets).transpose(1, 2).reshape(batch_size, -1)
+    tokens = (codes_tensor + offsets).transpose(1, 2).reshape(batch_size, frames * n_codebooks)
     return _like_input(tokens, is_numpy)
 
 
@@ -187,9 +187,9 @@ def tokens_to_codes(
         tokens_tensor = tokens_tensor[:, : length - length % n_codebooks]
     else:
         _check_whole_frames(length, n_codebooks)
-    batch_size = tokens_tensor.shape[0]
+    batch_size, length = tokens_tensor.shape
     offsets = torch.arange(n_codebooks, device=tokens_tensor.device) * codebook_size
-    frames = tokens_tensor.reshape(batch_size, -1, n_codebooks) - offsets
+    frames = tokens_tensor.reshape(batch_size, length // n_codebooks, n_codebooks) - offsets
     return _like_input(frames.transpose(1, 2).contiguous(), is_numpy)
 
 

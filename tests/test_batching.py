@@ -126,6 +126,13 @@ def test_unpad_numpy_and_views():
     assert np.shares_memory(first, values)
 
 
+@pytest.mark.parametrize("dtype", [torch.bool, torch.float32])
+def test_unpad_accepts_bool_and_float_masks(dtype):
+    values = torch.arange(8).reshape(2, 1, 4)
+    mask = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0]]).to(dtype)  # e.g. attention_mask.float()
+    assert [item.tolist() for item in unpad(values, mask)] == [[[0, 1, 2]], [[4]]]
+
+
 @pytest.mark.parametrize(
     "mask, message",
     [

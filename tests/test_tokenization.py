@@ -304,6 +304,9 @@ def test_accelerate_launch_two_processes_equals_one(saved_model, audio_dir, tmp_
     options += ["--dynamo_backend", "no", "--main_process_port", str(_free_port())]
     command = ["-m", "modeling_dac.cli", "tokenize", str(audio_dir), str(tmp_path / "out"), "--model", str(saved_model)]
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    stale_shard = tmp_path / ".out.shards" / "00000-of-00002"  # left by an earlier run that failed: not reused
+    stale_shard.mkdir(parents=True)
+    (stale_shard / "state.json").write_text("{}")
     completed = subprocess.run(
         accelerate + options + command + ["--cpu"], env=environment, capture_output=True, text=True, timeout=300
     )
@@ -313,6 +316,28 @@ def test_accelerate_launch_two_processes_equals_one(saved_model, audio_dir, tmp_
     for path, codes in zip(_paths(audio_dir), result["audio_codes"]):
         np.testing.assert_array_equal(np.array(codes), _expected_codes(model, path))
     assert sorted(path.name for path in tmp_path.iterdir()) == ["out"]  # shards merged and removed
+
+
+def test_cli_refuses_more_processes_than_rows(saved_model, audio_dir, tmp_path, monkeypatch, capsys):
+    import contextlib
+
+    import accelerate
+
+    class SecondOfTwoProcesses:  # what rank 1 of `accelerate launch --num_processes 2` sees, without launching
+        num_processes, process_index, is_main_process, device = 2, 1, False, torch.device("cpu")
+
+        def __init__(self, cpu=False):
+            pass
+
+        main_process_first = staticmethod(contextlib.nullcontext)
+
+    monkeypatch.setattr(accelerate, "PartialState", SecondOfTwoProcesses)
+    (tmp_path / "one").mkdir()
+    os.symlink(_paths(audio_dir)[0], tmp_path / "one" / "clip.wav")
+    argv = ["tokenize", str(tmp_path / "one"), str(tmp_path / "out"), "--model", str(saved_model)]
+    assert cli_main(argv) == 1
+    assert "has 1 row(s), fewer than the 2 processes" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_docs_page_examples_run(monkeypatch, tmp_path):

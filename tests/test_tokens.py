@@ -157,6 +157,14 @@ def test_numpy_in_numpy_out_and_int64():
     assert codes_to_tokens(torch.tensor([[[1]]], dtype=torch.int32), 4).dtype == torch.int64
 
 
+def test_empty_batch_round_trips():
+    codes = torch.zeros(0, 4, 3, dtype=torch.long)  # e.g. a filtered batch with no clip left
+    tokens = codes_to_tokens(codes, 1024)
+    assert tokens.shape == (0, 12)
+    assert tokens_to_codes(tokens, 4, 1024).shape == (0, 4, 3)
+    assert tokens_to_codes(np.zeros((0, 13), dtype=np.int64), 4, 1024, on_partial_frame="drop").shape == (0, 4, 3)
+
+
 # Delay patterns
 
 

@@ -47,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from accelerate import PartialState
     from accelerate.utils import parse_flag_from_env
+    from datasets import Dataset
     from datasets.distributed import split_dataset_by_node
 
     from ..audio_datasets import load_audio_dataset
@@ -54,8 +55,11 @@ def run(args: argparse.Namespace) -> int:
 
     output_dir = Path(args.output_dir)
     check_new_output_dir(output_dir)  # before any work
+    shards_dir = output_dir.with_name(f".{output_dir.name}.shards")
     state = PartialState(cpu=args.cpu or parse_flag_from_env("ACCELERATE_USE_CPU"))
     with state.main_process_first():  # one process downloads, the others then read the cache
+        if state.is_main_process:  # shards left by an earlier run that failed would block saving this run's
+            shutil.rmtree(shards_dir, ignore_errors=True)
         dataset = load_audio_dataset(
             args.source,
             split=args.split,
@@ -66,6 +70,11 @@ def run(args: argparse.Namespace) -> int:
         )
         model = load_model(args.model)
     if state.num_processes > 1:
+        if isinstance(dataset, Dataset) and len(dataset) < state.num_processes:
+            raise ValueError(
+                f"{args.source} has {len(dataset)} row(s), fewer than the {state.num_processes} processes: every "
+                f"process needs at least one; launch at most {len(dataset)}"
+            )
         dataset = split_dataset_by_node(dataset, rank=state.process_index, world_size=state.num_processes)
     tokenized = tokenize_dataset(
         dataset,
@@ -80,7 +89,6 @@ def run(args: argparse.Namespace) -> int:
     if state.num_processes == 1:
         result = save_tokenized_dataset(tokenized, output_dir)
     else:
-        shards_dir = output_dir.with_name(f".{output_dir.name}.shards")
         shard_dirs = [shards_dir / f"{rank:05d}-of-{state.num_processes:05d}" for rank in range(state.num_processes)]
         save_tokenized_dataset(tokenized, shard_dirs[state.process_index])
         state.wait_for_everyone()
