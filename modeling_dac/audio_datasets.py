@@ -39,7 +39,7 @@ def _pick_split(dataset, split: str | None, source: str):
     if split is None and len(dataset) == 1:
         return next(iter(dataset.values()))
     if split not in dataset:
-        raise ValueError(f"Dataset {source} has splits {sorted(dataset)}; choose one with split= (got {split!r}).")
+        raise ValueError(f"Dataset {source} has splits {sorted(dataset)}; choose one with `split` (`--split` on the command line), got {split!r}.")
     return dataset[split]
 
 
@@ -115,8 +115,9 @@ def load_audio_dataset(
         dataset = dataset.select_columns([column])
     if column != "audio":
         dataset = dataset.rename_column(column, "audio")
-    if isinstance((dataset.features or {}).get("audio"), Audio):
-        dataset = dataset.cast_column("audio", Audio(decode=False))
+    for feature_name, feature in (dataset.features or {}).items():  # kept ones too: none needs torchcodec
+        if isinstance(feature, Audio):
+            dataset = dataset.cast_column(feature_name, Audio(decode=False))
     return dataset
 
 

@@ -277,6 +277,20 @@ def test_parquet_and_saved_datasets_decode_like_the_files(workspace, tmp_path):
             np.testing.assert_array_equal(audio, expected.T)
     with pytest.raises(ValueError, match="no column 'speech'"):
         load_audio_dataset(str(tmp_path / "saved"), column="speech")
+    with pytest.raises(ValueError, match="splits \\['train'\\]; choose one with `split`"):
+        load_audio_dataset(str(tmp_path / "clips.parquet"), split="test")
+
+
+def test_every_audio_column_kept_stays_undecoded(workspace, tmp_path):
+    from datasets import Audio
+
+    _, dataset = _dataset_of_clips(workspace)
+    dataset = dataset.add_column("echo", dataset["sound"]).cast_column("echo", Audio())
+    dataset.save_to_disk(str(tmp_path / "saved"))
+    loaded = load_audio_dataset(str(tmp_path / "saved"), column="sound", keep_columns=True)
+    assert loaded.column_names == ["audio", "echo"]
+    assert all(loaded.features[name] == Audio(decode=False) for name in loaded.column_names)
+    assert read_audio_record(loaded[1]["echo"])[0].shape == read_audio_record(loaded[1]["audio"])[0].shape
     with pytest.raises(ValueError, match="holds neither"):
         read_audio_record({"bytes": None, "path": None})
 
