@@ -30,8 +30,9 @@ _INTEGER_SCALES = {np.dtype(np.int16): 32768.0, np.dtype(np.int32): 2147483648.0
 
 def to_float_audio(audio: np.ndarray) -> np.ndarray:
     """Float32 samples in [-1, 1] from float or integer PCM (int8/16/32 scaled by their range, uint8 centred)."""
-    if audio.dtype in _INTEGER_SCALES:
-        return (audio / _INTEGER_SCALES[audio.dtype]).astype(np.float32)
+    native = audio.dtype.newbyteorder("=")  # big-endian PCM (e.g. AIFF bytes) has the same scale
+    if native in _INTEGER_SCALES:
+        return (audio / _INTEGER_SCALES[native]).astype(np.float32)
     if audio.dtype == np.uint8:
         return ((audio.astype(np.float32) - 128.0) / 128.0).astype(np.float32)
     if np.issubdtype(audio.dtype, np.floating):

@@ -8,6 +8,7 @@ overlapping windows (`modeling_dac.windowing`), so the codes equal a whole-file 
 whole-file `model.decode`.
 """
 
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -18,8 +19,9 @@ import torch
 from torch import nn
 
 from .atomic import atomic_write_path
-from .audio import LoudnessMeter, resample, to_float_audio
+from .audio import LoudnessMeter, _soundfile_format, resample, to_float_audio
 from .dac_file import DacFile, DacFileMetadata
+from .modeling_dac import _parameter_dtype
 from .streaming import DacStreamingEncoder
 from .windowing import _convolutions, _inference, decode_long, encode_long, iter_decode_long
 
@@ -55,7 +57,8 @@ def _normalizing_gain(measured: float, peak: float) -> float:
 def _as_audio(audio) -> np.ndarray:
     """Float32 `(channels, samples)` from a numpy array or tensor, float or integer PCM."""
     if isinstance(audio, torch.Tensor):
-        audio = audio.detach().cpu().numpy()
+        audio = audio.detach().cpu()
+        audio = (audio.float() if audio.is_floating_point() else audio).numpy()  # numpy has no bfloat16
     if not isinstance(audio, np.ndarray):
         raise ValueError(f"`audio` must be a numpy array or a torch.Tensor, got {type(audio).__name__}.")
     audio = to_float_audio(audio)
@@ -143,8 +146,16 @@ def _load_checked(model: nn.Module, dac_file) -> DacFile:
     if not isinstance(dac_file, DacFile):
         raise ValueError(f"expected a DacFile or a path to a .dac file, got {type(dac_file).__name__}.")
     dac_file.check_compatible(model.config)
-    if not dac_file.metadata.padding and dac_file.metadata.chunk_length is None:
+    metadata, frames = dac_file.metadata, dac_file.codes.shape[-1]
+    if not metadata.padding and metadata.chunk_length is None:
         raise ValueError("the .dac file was encoded without convolution padding but records no chunk_length.")
+    # Decoded audio is cut to `original_length`; one frame of slack covers the rounding of the resampling.
+    covered = math.ceil((frames + 1) * model.config.hop_length * metadata.sample_rate / model.config.sampling_rate)
+    if metadata.original_length > covered:
+        raise ValueError(
+            f"the .dac file is corrupt: it claims {metadata.original_length} samples at {metadata.sample_rate} Hz, "
+            f"but its {frames} code frames decode to at most {covered}."
+        )
     return dac_file
 
 
@@ -190,7 +201,7 @@ def _decode_official_chunks(model: nn.Module, dac_file: DacFile, show_progress: 
         with _inference(model):
             for first in tqdm(range(0, codes.shape[-1], metadata.chunk_length), disable=not show_progress, leave=False):
                 chunk = codes[..., first : first + metadata.chunk_length].to(model.device)
-                latents = model.quantizer.from_codes(chunk)
+                latents = model.quantizer.from_codes(chunk).to(_parameter_dtype(model.decoder))
                 pieces.append(model.decoder(latents)[:, 0].float().cpu().numpy())
     finally:
         for layer, padding in zip(convolutions, paddings):
@@ -363,18 +374,6 @@ def _decoded_blocks(
         yield tail
 
 
-def _output_format(path: Path) -> str:
-    import soundfile
-
-    name = path.suffix.lstrip(".").upper()
-    if name not in soundfile.available_formats():
-        raise ValueError(
-            f"cannot write {path}: unknown audio format {path.suffix!r} "
-            f"(known: {', '.join(sorted(soundfile.available_formats()))})."
-        )
-    return name
-
-
 def decompress_file(
     model: nn.Module,
     dac_file,
@@ -393,7 +392,7 @@ def decompress_file(
     written atomically; its path is returned. Other arguments as in `compress`.
     """
     output_path = Path(output_path)
-    output_format = _output_format(output_path)
+    output_format = _soundfile_format(output_path)
     dac_file = _load_checked(model, dac_file)
     metadata = dac_file.metadata
     blocks = _decoded_blocks(model, dac_file, window_duration, batch_size, show_progress)

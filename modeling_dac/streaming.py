@@ -262,13 +262,14 @@ class DacStreamingDecoder(_DacStream):
     def _check_chunk(self, chunk: torch.Tensor) -> torch.Tensor:
         if chunk.is_floating_point() or chunk.is_complex() or chunk.dtype == torch.bool:
             raise ValueError(f"codes must be integers, got dtype {chunk.dtype}.")
+        chunk = chunk.long()  # torch compares small integer types with wrapped scalars and lacks min for uint16/32
         config = self.model.config
         if not 1 <= chunk.shape[1] <= config.n_codebooks:
             raise ValueError(f"codes must have 1 to {config.n_codebooks} codebooks, got {chunk.shape[1]}.")
         if chunk.numel() and (chunk.min() < 0 or chunk.max() >= config.codebook_size):
             low, high = int(chunk.min()), int(chunk.max())
             raise ValueError(f"codes must lie in [0, {config.codebook_size}), got values in [{low}, {high}].")
-        return chunk.long()
+        return chunk
 
     def _run(self, windows, read) -> list[torch.Tensor]:
         return [audio for _, audio in decode_windows(self.model, windows, read, self._batch_size)]

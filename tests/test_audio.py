@@ -11,6 +11,7 @@ def test_integer_pcm_is_scaled_to_unit_range():
     np.testing.assert_allclose(audio.to_float_audio(np.array([-32768, 0, 16384], dtype=np.int16)), [-1, 0, 0.5])
     np.testing.assert_allclose(audio.to_float_audio(np.array([-(2**31), 2**30], dtype=np.int32)), [-1, 0.5])
     np.testing.assert_allclose(audio.to_float_audio(np.array([0, 128, 192], dtype=np.uint8)), [-1, 0, 0.5])
+    np.testing.assert_allclose(audio.to_float_audio(np.array([-32768, 16384], dtype=">i2")), [-1, 0.5])  # big-endian
     with pytest.raises(ValueError, match="unsupported sample type"):
         audio.to_float_audio(np.array(["a"]))
 

@@ -1,5 +1,6 @@
 """compress / decompress (arrays) and compress_file / decompress_file (block by block, bounded memory)."""
 
+import dataclasses
 import tracemalloc
 
 import numpy as np
@@ -9,7 +10,7 @@ import torch
 
 from docs_examples import REPO, run_markdown_examples
 from modeling_dac import DacConfig, DacFile, DacModel
-from modeling_dac.audio import LoudnessMeter, integrated_loudness, resample
+from modeling_dac.audio import AUDIO_EXTENSIONS, LoudnessMeter, integrated_loudness, resample
 from modeling_dac.compression import TARGET_LOUDNESS, compress, compress_file, decompress, decompress_file
 from modeling_dac.dac_file import DacFileMetadata
 from test_windowing import random_model, whole_decode, whole_encode
@@ -66,6 +67,13 @@ def test_integer_pcm_and_fewer_quantizers():
     expected = whole_encode(model, torch.from_numpy(audio / np.float32(32768.0)).float(), n_quantizers=2)
     assert np.array_equal(dac_file.codes, expected.numpy())
     assert decompress(model, dac_file).shape == (1, 9000)
+
+
+def test_float_tensors_of_any_precision_are_accepted():
+    model = random_model("44khz")
+    audio = torch.from_numpy(music_like(2, 9000, 44100)).bfloat16()  # numpy has no bfloat16
+    expected = whole_encode(model, audio.float())
+    assert np.array_equal(compress(model, audio, 44100).codes, expected.numpy())
 
 
 def test_loudness_is_normalised_stored_and_restored():
@@ -125,6 +133,14 @@ def test_an_output_format_that_cannot_hold_the_audio_is_named(tmp_path):
     with pytest.raises(ValueError, match=r"Cannot write audio file .*three\.mp3 \(3 channel\(s\) at 24000 Hz as MP3\)"):
         decompress_file(model, tmp_path / "three.dac", tmp_path / "three.mp3")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["three.dac"]
+
+
+def test_every_audio_extension_is_a_decompress_file_output(tmp_path):
+    model = random_model("24khz")
+    dac_file = compress(model, music_like(1, 2400, 24000), 24000)
+    for suffix in AUDIO_EXTENSIONS:
+        output = decompress_file(model, dac_file, tmp_path / f"clip{suffix}")
+        assert soundfile.info(output).frames == 2400
 
 
 def test_a_model_that_does_not_match_is_refused(tmp_path):
@@ -225,6 +241,19 @@ def official_file(codes: torch.Tensor, chunk_length: int, original_length: int, 
     return DacFile(codes.numpy(), metadata)
 
 
+def test_a_length_the_codes_cannot_cover_is_refused_before_decoding(tmp_path):
+    model = random_model("24khz")
+    dac_file = compress(model, music_like(1, 4800, 48000), 48000)  # 8 frames at 24 kHz, hop 320
+    assert decompress(model, dac_file).shape == (1, 4800)
+    corrupt = DacFile(dac_file.codes, dataclasses.replace(dac_file.metadata, original_length=2**62))
+    with pytest.raises(ValueError, match="corrupt: it claims 4611686018427387904 samples at 48000 Hz"):
+        decompress(model, corrupt)
+    corrupt.save(tmp_path / "corrupt.dac")
+    with pytest.raises(ValueError, match="corrupt"):
+        decompress_file(model, tmp_path / "corrupt.dac", tmp_path / "decoded.wav")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["corrupt.dac"]
+
+
 def test_official_chunked_files_decode_chunk_by_chunk_without_padding():
     model = random_model("44khz", n_codebooks=9)
     codes = whole_encode(model, torch.from_numpy(music_like(1, 90 * 512, 44100)))
@@ -257,6 +286,17 @@ def test_official_chunked_files_restore_the_stored_loudness():
     decoded = decompress(model, official_file(codes, 30, 3 * 7018, loudness=-20.0))
     assert decoded.shape == (1, 3 * 7018)
     assert integrated_loudness(decoded, 44100) == pytest.approx(-20.0, abs=1e-6)
+
+
+def test_official_chunked_files_decode_with_a_bf16_decoder():
+    model = random_model("44khz", n_codebooks=9)
+    codes = whole_encode(model, torch.from_numpy(music_like(1, 90 * 512, 44100)))
+    official = official_file(codes, 30, 20000, loudness=None)
+    expected = decompress(model, official)
+    model.decoder.to(torch.bfloat16)  # as from_pretrained(..., dtype=torch.bfloat16): the quantizer stays fp32
+    decoded = decompress(model, official)
+    assert decoded.shape == expected.shape
+    assert np.sqrt(np.mean((decoded - expected) ** 2)) < 0.05 * np.sqrt(np.mean(expected**2))  # bf16 rounding
 
 
 def test_official_chunks_too_short_for_the_model_are_a_clear_error():

@@ -2,10 +2,12 @@
 
 import random
 
+import numpy as np
 import pytest
 import torch
 
 from docs_examples import REPO, run_markdown_examples
+from modeling_dac import DacConfig, DacModel
 from modeling_dac.streaming import DacStreamingDecoder, DacStreamingEncoder
 from modeling_dac.windowing import decoder_context, encoder_context
 from test_windowing import random_audio, random_model, whole_decode, whole_encode
@@ -96,6 +98,16 @@ def test_buffers_stay_bounded_over_a_long_stream():
         assert decoder.buffered <= decoder_context(model.config).left + decoder_context(model.config).right + 4
     # what is kept: the left context, the frames waiting for their right context, and the chunk itself
     assert largest_buffer <= (context.left + context.right + 1) * 320 + 1500
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.uint16, np.int32, np.uint32])
+def test_decoder_takes_codes_of_any_integer_dtype(dtype):
+    torch.manual_seed(0)
+    model = DacModel(DacConfig(encoder_hidden_size=2, decoder_hidden_size=16, n_codebooks=4)).eval()
+    codes = torch.randint(0, 256, (1, 4, 30))  # fits every dtype; the codebooks have 1024 entries
+    decoder = DacStreamingDecoder(model)
+    decoded = torch.cat([decoder.push(codes.numpy().astype(dtype)), decoder.flush()], dim=-1)
+    assert (decoded - whole_decode(model, codes)).abs().max() < 1e-4
 
 
 def test_misuse_is_a_clear_error():
