@@ -269,6 +269,15 @@ def test_directory_round_trip_mirrors_the_tree_and_reports_a_bad_file(audio_tree
         assert (info.channels, info.samplerate, info.frames) == (channels, rate, samples)
 
 
+def test_a_failed_write_names_the_path_it_could_not_write(audio_tree, tmp_path, model_dir, capsys):
+    codes_dir = tmp_path / "codes"
+    codes_dir.mkdir()
+    (codes_dir / "live").write_text("a file where the tree needs a folder")
+    assert main(["encode", str(audio_tree), "-o", str(codes_dir), "--model", str(model_dir), "--no-progress"]) == 1
+    failure = capsys.readouterr().err.splitlines()[-1].strip()
+    assert failure.startswith(f"{audio_tree / 'live' / 'c.wav'}: ") and failure.endswith(str(codes_dir / "live"))
+
+
 def test_decoded_audio_is_the_models_decode(audio_tree, tmp_path, model_dir):
     from modeling_dac.compression import decompress
 

@@ -154,6 +154,8 @@ def _failure_line(path, error: Exception) -> str:
     """`path: reason`, without repeating the path when the error message already starts with it."""
     if isinstance(error, OSError) and error.strerror:
         message = error.strerror
+        if error.filename is not None and str(error.filename) != str(path):  # the output, or a folder on its way
+            message = f"{message}: {error.filename}"
     else:
         message = str(error).strip() or type(error).__name__
         message = message.removeprefix(f"{path}: ")
