@@ -222,6 +222,8 @@ def tokenize_dataset(
     codes_dtype = _codes_dtype(model.config.codebook_size)
 
     def tokenize_batch(batch: dict) -> dict:
+        if audio_column not in batch:  # a streaming dataset without declared features is only checked here
+            raise ValueError(f"the dataset has no column {audio_column!r}; its columns are {list(batch)}")
         rows, channel_counts = [], []
         for record in batch[audio_column]:
             try:
@@ -238,7 +240,8 @@ def tokenize_dataset(
         for count in channel_counts:
             clip_codes.append(np.stack(codes[start : start + count]) if stereo == "fold" else codes[start])
             start += count
-        return {codes_column: clip_codes, "n_frames": [int(clip.shape[-1]) for clip in clip_codes]}
+        n_frames = np.array([clip.shape[-1] for clip in clip_codes], dtype=np.int32)  # int32 also when inferred
+        return {codes_column: clip_codes, "n_frames": n_frames}
 
     removed = [] if keep_audio else [audio_column]
     output_features = None

@@ -188,6 +188,22 @@ def test_streaming_dataset_gives_the_same_codes_and_saves(model, audio_dir, tmp_
     assert [path.name for path in tmp_path.iterdir()] == ["out"]  # no temporary directory left behind
 
 
+def test_streaming_dataset_without_declared_features(model, audio_dir, tmp_path):
+    paths = _paths(audio_dir)[:2]
+
+    def rows(column):
+        yield from ({column: {"bytes": None, "path": path}} for path in paths)
+
+    undeclared = datasets.IterableDataset.from_generator(rows, gen_kwargs={"column": "audio"})
+    assert undeclared.features is None
+    saved = save_tokenized_dataset(tokenize_dataset(undeclared, model), tmp_path / "out")
+    assert saved.features["n_frames"] == datasets.Value("int32")
+    np.testing.assert_array_equal(np.array(saved[1]["audio_codes"]), _expected_codes(model, paths[1]))
+    misnamed = datasets.IterableDataset.from_generator(rows, gen_kwargs={"column": "sound"})
+    with pytest.raises(ValueError, match="no column 'audio'; its columns are \\['sound'\\]"):
+        next(iter(tokenize_dataset(misnamed, model)))
+
+
 def test_records_as_bytes_paths_and_arrays(model, audio_dir):
     paths = _paths(audio_dir)[:2]
     audio, rate = soundfile.read(paths[1], dtype="float32", always_2d=True)
