@@ -124,7 +124,9 @@ class _DacStream:
         if self._received == 0:
             return self._empty()
         total_frames = math.ceil(self._received / self._units_per_frame)
-        return self._emit(total_frames, total_frames)
+        outputs = self._emit(total_frames, total_frames)
+        self._buffer = None  # no later window will read it
+        return outputs
 
     def _emit(self, ready_frames: int, total_frames: int) -> torch.Tensor:
         if ready_frames <= self._next_frame:

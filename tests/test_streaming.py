@@ -98,6 +98,8 @@ def test_buffers_stay_bounded_over_a_long_stream():
         assert decoder.buffered <= decoder_context(model.config).left + decoder_context(model.config).right + 4
     # what is kept: the left context, the frames waiting for their right context, and the chunk itself
     assert largest_buffer <= (context.left + context.right + 1) * 320 + 1500
+    encoder.flush(), decoder.flush()
+    assert encoder.buffered == decoder.buffered == 0  # a finished stream holds nothing
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.uint16, np.int32, np.uint32])
