@@ -18,6 +18,7 @@ encoder and decoder in `modeling_dac.streaming`.
 import contextlib
 import ctypes
 import math
+import numbers
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -189,7 +190,8 @@ def window_frames(
         longest = math.ceil(MAX_AUTO_WINDOW_SECONDS * config.frame_rate)
         frames = min(ACTIVATION_MEMORY_BUDGET // bytes_per_frame, longest)
         return max(frames, 4 * minimum)
-    if not isinstance(window_duration, (int, float)) or not math.isfinite(window_duration) or window_duration <= 0:
+    is_number = isinstance(window_duration, numbers.Real) and not isinstance(window_duration, bool)
+    if not is_number or not math.isfinite(window_duration) or window_duration <= 0:
         raise ValueError(f"`window_duration` must be a positive number of seconds or None, got {window_duration!r}.")
     frames = math.ceil(window_duration * config.frame_rate - 1e-9)
     if frames < minimum:

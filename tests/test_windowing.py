@@ -2,6 +2,7 @@
 
 import functools
 
+import numpy as np
 import pytest
 import torch
 
@@ -122,8 +123,10 @@ def test_windows_shorter_than_the_receptive_field_are_rejected():
     with pytest.raises(ValueError, match="shorter than the model's receptive field"):
         encode_long(model, random_audio(1, 10000), window_duration=(minimum - 1) / frame_rate)
     assert window_frames(model.config, context, minimum / frame_rate) == minimum
-    with pytest.raises(ValueError, match="window_duration"):
-        window_frames(model.config, context, -1.0)
+    assert window_frames(model.config, context, np.float32(2.0)) == window_frames(model.config, context, 2)
+    for refused in (-1.0, True, "1"):
+        with pytest.raises(ValueError, match="window_duration"):
+            window_frames(model.config, context, refused)
     with pytest.raises(ValueError, match="no frame besides"):
         plan_windows(0, 10, 10, 10, DacReceptiveField(5, 5))
 
