@@ -7,6 +7,7 @@ decode with torchcodec, which does not load on every setup).
 """
 
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -71,8 +72,9 @@ def load_audio_dataset(
     Load `source` as a `Dataset` (or an `IterableDataset` with `streaming=True`) whose single column `audio` holds
     undecoded records, in a stable order:
 
-    - an audio file, or a folder of them: one record `{"bytes": None, "path": absolute path}` per file, sorted by
-      path (with `keep_columns=True`, also a column `file_name`: the path relative to the folder);
+    - an audio file, or a folder of them: one record `{"bytes": None, "path": absolute path}` (symbolic links not
+      followed) per file, sorted by path (with `keep_columns=True`, also a column `file_name`: the path relative
+      to the folder);
     - a `.parquet` file, or a folder holding parquet files (read recursively);
     - a folder written by `Dataset.save_to_disk` / `DatasetDict.save_to_disk`;
     - otherwise a hub dataset id, loaded with `load_dataset(source, name, split=split)`.
@@ -95,7 +97,9 @@ def load_audio_dataset(
         dataset = _pick_split(load_dataset("parquet", data_files=data_files, streaming=streaming), split, source)
     elif path.is_dir() or (path.is_file() and path.suffix.lower() in audio_io.AUDIO_EXTENSIONS):
         files = audio_files_under(path) if path.is_dir() else [path]
-        columns = {"audio": [str(file.resolve()) for file in files]}
+        # Absolute but not resolved: a symbolic link keeps its own name (a hub snapshot links every file to a
+        # content-addressed blob), so that records stay known by their path in the folder.
+        columns = {"audio": [os.path.abspath(file) for file in files]}
         if keep_columns:  # which file each row came from, once the audio column is gone
             columns["file_name"] = [str(file.relative_to(path)) if path.is_dir() else file.name for file in files]
         dataset = Dataset.from_dict(columns).cast_column("audio", Audio(decode=False))

@@ -246,6 +246,22 @@ def _reconstruct_at_metric_rate(
     return reference[:length], {n: estimate[:length] for n, estimate in estimates.items()}
 
 
+def _measure(reference: np.ndarray, estimate: np.ndarray, sampling_rate: int, keys: Sequence[str]) -> dict:
+    """
+    `{key: value}` of the metrics `keys` (report keys of `EVALUATION_METRICS`), `None` where not finite; a metric
+    that refuses the pair (ViSQOL needs about 1 s of audio) raises a ValueError naming it.
+    """
+    values = {}
+    for key, function in EVALUATION_METRICS.values():
+        if key in keys:
+            try:
+                value = function(reference, estimate, sampling_rate)
+            except ValueError as error:
+                raise ValueError(f"{key} cannot be computed on this clip: {error}") from error
+            values[key] = float(value) if np.isfinite(value) else None
+    return values
+
+
 def evaluate_model(
     model,
     data: str,
@@ -286,8 +302,8 @@ def evaluate_model(
 
     A rerun into the same `output_dir` skips the `(clip, n_quantizers)` pairs whose requested metrics are already
     in `results.jsonl` (a metric added later is computed alone); it refuses a directory written with other
-    weights, data or clip settings. Clips that cannot be read or are too short for the spectral distances are
-    skipped and listed in the report.
+    weights, data or clip settings. Clips that cannot be read, are too short for the spectral distances or that a
+    metric refuses (ViSQOL needs about 1 s) are skipped and listed in the report.
     """
     from tqdm.auto import tqdm
 
@@ -305,7 +321,7 @@ def evaluate_model(
     )
 
     data_path = Path(data)
-    folder = data_path.resolve() if data_path.is_dir() else None
+    folder = Path(os.path.abspath(data_path)) if data_path.is_dir() else None  # as the records' paths
     settings = {
         "data": str(data_path.resolve()) if data_path.exists() else data,
         "split": split,
@@ -352,19 +368,22 @@ def evaluate_model(
                 reference, estimates = _reconstruct_at_metric_rate(
                     model, clip, sampling_rate, n_quantizers_list if wants_plot else sorted(missing), clip_settings
                 )
-                for n_quantizers, keys in missing.items():
-                    values = {
-                        key: function(reference, estimates[n_quantizers], clip_settings.metric_rate)
-                        for key, function in EVALUATION_METRICS.values()
-                        if key in keys
+                try:  # every bitrate before any row, so that a clip a metric refuses leaves no partial results
+                    measured = {
+                        n_quantizers: _measure(reference, estimates[n_quantizers], clip_settings.metric_rate, keys)
+                        for n_quantizers, keys in missing.items()
                     }
+                except ValueError as error:
+                    skipped.append({"clip_id": clip_id, "name": name, "reason": str(error)})
+                    continue
+                for n_quantizers, values in measured.items():
                     row = {
                         "clip_id": clip_id,
                         "name": name,
                         "n_quantizers": n_quantizers,
                         "bitrate_kbps": bitrates[n_quantizers],
                         "duration_seconds": len(clip) / sampling_rate,
-                        "metrics": {key: float(v) if np.isfinite(v) else None for key, v in values.items()},
+                        "metrics": values,
                     }
                     _append_result(results_path, row)
                 if wants_plot:

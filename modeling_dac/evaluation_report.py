@@ -155,7 +155,7 @@ def render_markdown(report: dict) -> str:
         "",
         f"- model: `{model['name_or_path']}` ({model['sampling_rate']} Hz, {model['n_codebooks']} codebooks of "
         f"{model['codebook_size']}, {model['frame_rate']:.2f} frames/s)",
-        f"- data: `{settings['data']}`, {report['num_clips']} clips"
+        f"- data: `{settings['data']}`, {report['num_clips']} clip{'' if report['num_clips'] == 1 else 's'}"
         + (f" ({len(report['skipped'])} skipped, listed in report.json)" if report["skipped"] else ""),
         f"- clips: mono, {clip_length}{loudness}; reconstructions "
         f"{'scaled to the loudness of the clip' if settings['match_loudness'] else 'as decoded'}; "

@@ -253,6 +253,40 @@ def test_visqol_added_later_is_computed_alone(workspace, tmp_path, count_encodes
     assert report["clips"][0]["mel_distance"] == rows[0]["metrics"]["mel_distance"]
     markdown = (tmp_path / "out" / "report.md").read_text()
     assert "| mel distance ↓ | ViSQOL ↑ |" in markdown and "1 clip, no CI" in markdown
+    assert "`, 1 clip\n" in markdown  # not "1 clips"
+
+
+def test_clip_too_short_for_visqol_is_skipped(workspace, tmp_path):
+    pytest.importorskip("visqol", reason="visqol-python not installed")
+    data = tmp_path / "clips"
+    data.mkdir()
+    shutil.copy(workspace / "clips" / "a_tone.wav", data)  # 0.6 s: enough for the spectral distances, not ViSQOL
+    soundfile.write(data / "long.wav", tone_with_noise(24000, SAMPLING_RATE, 300, 8), SAMPLING_RATE)
+    model = DacModel.from_pretrained(workspace / "model")
+    report = evaluate_model(
+        model, str(data), tmp_path / "out", n_quantizers_list=[1, 4], metrics=["mel", "visqol"],
+        spectrogram_clips=0, progress=False,
+    )
+    assert [(clip["clip_id"], clip["n_quantizers"]) for clip in report["clips"]] == [("long.wav", 1), ("long.wav", 4)]
+    assert [(skipped["clip_id"], skipped["reason"][:6]) for skipped in report["skipped"]] == [("a_tone.wav", "visqol")]
+    rows = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert {row["clip_id"] for row in rows} == {"long.wav"}
+
+
+def test_symlinked_files_are_known_by_their_path_in_the_folder(workspace, tmp_path):
+    data = tmp_path / "snapshot"
+    data.mkdir()
+    for name in ("b_stereo.wav", "a_tone.wav"):  # as a hub snapshot: links to content-addressed blobs
+        (data / name).symlink_to(workspace / "clips" / name)
+    model = DacModel.from_pretrained(workspace / "model")
+    report = evaluate_model(
+        model, str(data), tmp_path / "out", n_quantizers_list=[1], metrics=["sisdr"], spectrogram_clips=0,
+        progress=False,
+    )
+    assert [(clip["clip_id"], clip["name"]) for clip in report["clips"]] == [
+        ("a_tone.wav", "a_tone.wav"),
+        ("b_stereo.wav", "b_stereo.wav"),
+    ]
 
 
 def _dataset_of_clips(workspace: Path):
