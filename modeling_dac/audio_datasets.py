@@ -44,6 +44,18 @@ def _pick_split(dataset, split: str | None, source: str):
     return dataset[split]
 
 
+def _parquet_files_by_split(folder: Path) -> dict[str, list[str]]:
+    """
+    The parquet files under `folder` by split, found by file and folder names as `load_dataset` finds a hub
+    repo's splits (`data/test-00000-of-00001.parquet`, `validation/...`); with no split names, all are `train`.
+    """
+    from datasets.data_files import DataFilesDict, get_data_patterns
+
+    found = DataFilesDict.from_patterns(get_data_patterns(str(folder)), base_path=str(folder))
+    by_split = {str(split): [file for file in files if file.endswith(".parquet")] for split, files in found.items()}
+    return {split: files for split, files in by_split.items() if files}
+
+
 def _audio_column(dataset, requested: str | None, source: str) -> str:
     from datasets import Audio
 
@@ -75,7 +87,8 @@ def load_audio_dataset(
     - an audio file, or a folder of them: one record `{"bytes": None, "path": absolute path}` (symbolic links not
       followed) per file, sorted by path (with `keep_columns=True`, also a column `file_name`: the path relative
       to the folder);
-    - a `.parquet` file, or a folder holding parquet files (read recursively);
+    - a `.parquet` file, or a folder holding parquet files (read recursively; files and folders named after a
+      split, as in hub repos, make splits: `data/train-*.parquet`, `test/*.parquet`);
     - a folder written by `Dataset.save_to_disk` / `DatasetDict.save_to_disk`;
     - otherwise a hub dataset id, loaded with `load_dataset(source, name, split=split)`.
 
@@ -83,7 +96,7 @@ def load_audio_dataset(
     audio column (default: the first `Audio` feature, else `"audio"`). Audio features are cast to
     `Audio(decode=False)`; other columns are dropped unless `keep_columns=True`.
     """
-    from datasets import Audio, Dataset, load_dataset, load_from_disk
+    from datasets import Audio, Dataset, IterableDataset, load_dataset, load_from_disk
 
     path = Path(source)
     if path.is_dir() and _is_saved_dataset(path):
@@ -91,7 +104,7 @@ def load_audio_dataset(
         if streaming:
             dataset = dataset.to_iterable_dataset()
     elif source.endswith(".parquet") or (path.is_dir() and any(path.rglob("*.parquet"))):
-        data_files = str(path / "**" / "*.parquet") if path.is_dir() else source
+        data_files = _parquet_files_by_split(path) if path.is_dir() else source
         if not path.is_dir() and not path.is_file():
             raise ValueError(f"Parquet file {source} does not exist.")
         dataset = _pick_split(load_dataset("parquet", data_files=data_files, streaming=streaming), split, source)
@@ -115,6 +128,8 @@ def load_audio_dataset(
             ) from error
         dataset = _pick_split(loaded, split, source)
     column = _audio_column(dataset, column, source)
+    if isinstance(dataset, IterableDataset):
+        return _undecoded_stream(dataset, column, keep_columns)
     if not keep_columns:
         dataset = dataset.select_columns([column])
     if column != "audio":
@@ -123,6 +138,21 @@ def load_audio_dataset(
         if isinstance(feature, Audio):
             dataset = dataset.cast_column(feature_name, Audio(decode=False))
     return dataset
+
+
+def _undecoded_stream(dataset, column: str, keep_columns: bool):
+    """
+    The stream with decoding off and `column` as `audio`. On a stream, datasets >= 4 encodes `Audio` values again
+    in every column operation (cast, select, rename), which needs torchcodec for records holding bytes; so one
+    plain map renames and selects instead, and the result's features are unknown (None).
+    """
+    names = list(dataset.features or {})
+
+    def rename(batch: dict) -> dict:
+        kept = {name: values for name, values in batch.items() if keep_columns and name not in (column, "audio")}
+        return {**kept, "audio": batch[column]}
+
+    return dataset.decode(False).map(rename, batched=True, remove_columns=names or None)
 
 
 def read_audio_record(record) -> tuple[np.ndarray, int]:

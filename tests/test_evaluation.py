@@ -315,6 +315,25 @@ def test_parquet_and_saved_datasets_decode_like_the_files(workspace, tmp_path):
         load_audio_dataset(str(tmp_path / "clips.parquet"), split="test")
 
 
+def test_parquet_folders_keep_the_splits_their_file_names_give(workspace, tmp_path):
+    from datasets import Audio
+
+    _, dataset = _dataset_of_clips(workspace)
+    hub_typed = dataset.cast_column("sound", Audio())  # hub parquet files declare decoded audio
+    hub_typed.select([0]).to_parquet(str(tmp_path / "hub" / "data" / "train-00000-of-00001.parquet"))
+    hub_typed.select([1]).to_parquet(str(tmp_path / "hub" / "data" / "test-00000-of-00001.parquet"))
+    (tmp_path / "hub" / "README.md").write_text("a dataset card")
+    with pytest.raises(ValueError, match="has splits \\['test', 'train'\\]; choose one"):
+        load_audio_dataset(str(tmp_path / "hub"))  # never the two merged into one evaluation set
+    for split, index in (("train", 0), ("test", 1)):
+        for streaming in (False, True):
+            loaded = list(load_audio_dataset(str(tmp_path / "hub"), split=split, streaming=streaming))
+            assert [row["audio"] for row in loaded] == [dataset[index]["sound"]]  # undecoded, without torchcodec
+    dataset.to_parquet(str(tmp_path / "nested" / "a" / "clips.parquet"))
+    (tmp_path / "nested" / "a" / "notes.json").write_text("{}")  # not parquet: left out
+    assert len(load_audio_dataset(str(tmp_path / "nested"), split="train")) == 2
+
+
 def test_every_audio_column_kept_stays_undecoded(workspace, tmp_path):
     from datasets import Audio
 
