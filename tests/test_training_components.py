@@ -52,6 +52,17 @@ def test_yaml_sections_and_command_line_overrides(tmp_path):
     assert training.adam_betas == [0.8, 0.99] and training.learning_rate == 1e-4
 
 
+def test_yaml_values_as_people_write_them(tmp_path):
+    path = tmp_path / "recipe.yaml"
+    # One dataset as a plain string, and Accelerate's unquoted `no`, which YAML reads as false.
+    path.write_text(
+        "data:\n  dataset: data/speech\n  validation_dataset: data/held_out\ntraining:\n  mixed_precision: no\n"
+    )
+    _, data, training = load_training_arguments(["--config", str(path)])
+    assert data.dataset == ["data/speech"] and data.validation_dataset == ["data/held_out"]
+    assert training.mixed_precision == "no"
+
+
 @pytest.mark.parametrize(
     "yaml_text, message",
     [

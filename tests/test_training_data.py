@@ -8,6 +8,7 @@ import pytest
 import soundfile as sf
 import torch
 from datasets import Dataset
+from datasets.distributed import split_dataset_by_node
 
 from modeling_dac.audio import integrated_loudness
 from training.config import DacDataArguments
@@ -255,3 +256,28 @@ def test_validation_crops_are_fixed(tones):
     dataset = DacValidationDataset(records, DacAudioCropper(16000, 4096), seed=0)
     first, again = dataset[1], dataset[1]
     assert torch.equal(first["audio"], again["audio"]) and first["audio"].shape == (1, 4096)
+
+
+def test_a_record_without_audio_is_skipped_as_corrupt(caplog):
+    # A null cell of the audio column (a parquet or hub dataset with a missing clip) reads as None.
+    cropper = DacAudioCropper(sampling_rate=16000, num_samples=2048)
+    with caplog.at_level(logging.WARNING, logger="training.data"), pytest.raises(Exception) as raised:
+        cropper(None, np.random.default_rng(0))
+    assert getattr(raised.value, "reason", None) == "corrupt"
+    assert "no audio" in caplog.text
+
+
+def test_streamed_validation_records_stay_out_of_every_process_share(tmp_path, tones):
+    # Several parquet files make a stream of several shards, which split_dataset_by_node deals out whole.
+    for part in range(2):
+        rows = [{"bytes": path.read_bytes(), "path": path.name} for path in tones[3 * part : 3 * part + 3]]
+        Dataset.from_dict({"audio": rows}).to_parquet(tmp_path / "parquet" / f"part{part}.parquet")
+    args = DacDataArguments(dataset=[str(tmp_path / "parquet")], streaming=True, num_validation_examples=2)
+    train, validation = build_datasets(args, seed=0)
+    held_out = {row["audio"]["path"] for row in validation}
+    assert held_out == {tones[0].name, tones[1].name}
+    shares = [
+        [row["audio"]["path"] for row in split_dataset_by_node(train, rank=rank, world_size=2)] for rank in (0, 1)
+    ]
+    assert not held_out & {path for share in shares for path in share}
+    assert sorted(shares[0] + shares[1]) == [path.name for path in tones[2:]]

@@ -108,6 +108,29 @@ def test_resumed_run_matches_uninterrupted_run(tmp_path, tones):
         torch.testing.assert_close(final_split[key], value, rtol=1e-6, atol=1e-7)
 
 
+def test_resuming_with_a_new_learning_rate_schedule_applies_it(tmp_path, tones, caplog):
+    flags = ["--save_steps", "2", "--eval_steps", "100", "--sample_steps", "100", "--report_to", "tensorboard"]
+    train(tones, tmp_path / "run", "--max_steps", "2", *flags)
+    # As the guide advises for an unstable run: resume with a lower learning rate (and here another decay too).
+    with caplog.at_level(logging.WARNING):
+        train(tones, tmp_path / "run", "--max_steps", "3", "--resume", "--learning_rate", "5e-4", "--lr_decay", "0.9",
+              *flags)
+    assert "learning rate schedule" in caplog.text
+    scalars, _, _ = read_events(tmp_path / "run")
+    assert scalars["lr/generator"][2] == pytest.approx(1e-3 * 0.999996**2, rel=1e-6)
+    for tag in ("lr/generator", "lr/discriminator"):  # the schedule the options define, after 3 updates
+        assert scalars[tag][3] == pytest.approx(5e-4 * 0.9**3, rel=1e-6), tag
+
+
+def test_a_new_run_refuses_a_folder_with_checkpoints_of_an_earlier_run(tmp_path, tones):
+    flags = ["--save_steps", "2", "--eval_steps", "2", "--report_to", "none"]
+    train(tones, tmp_path / "run", "--max_steps", "4", *flags)
+    # Started again without --resume, it would save checkpoint-2 and prune it at once, keeping checkpoint-4.
+    with pytest.raises(ValueError, match="holds checkpoints of an earlier run \\(up to checkpoint-4\\): pass --resume"):
+        train(tones, tmp_path / "run", "--max_steps", "2", *flags)
+    assert sorted(path.name for path in (tmp_path / "run").glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+
+
 def test_repeated_nan_losses_stop_the_run_with_the_step(tmp_path, tones, caplog):
     model_dir = tmp_path / "nan_model"
     train(tones, tmp_path / "seed_run", "--max_steps", "1", "--report_to", "none")

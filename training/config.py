@@ -204,6 +204,8 @@ class DacTrainingArguments:
         return self.adversarial_loss_weight > 0 or self.feature_matching_loss_weight > 0
 
     def __post_init__(self):
+        if self.mixed_precision is False:  # YAML reads an unquoted `no` as false
+            self.mixed_precision = "no"
         if self.mixed_precision not in (None, "no", "bf16"):
             raise ValueError(
                 f"mixed_precision={self.mixed_precision!r} is not supported: use `no` or `bf16`. fp16 needs a loss "
@@ -269,7 +271,8 @@ def load_training_arguments(
     model_args, data_args, training_args, _ = parser.parse_args_into_dataclasses(args=remaining)
     for name in _REPEATABLE_FIELDS:
         if not getattr(data_args, name) and yaml_values.get(name):
-            setattr(data_args, name, list(yaml_values[name]))
+            value = yaml_values[name]  # one source may be written as a plain string
+            setattr(data_args, name, [value] if isinstance(value, str) else list(value))
     return model_args, data_args, training_args
 
 

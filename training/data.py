@@ -120,7 +120,13 @@ def build_datasets(data_args, seed: int) -> tuple[Dataset | IterableDataset, Dat
                 f"{held_out} for validation; pass --validation_dataset or lower --num_validation_examples."
             )
         validation_records = _first_records(first, held_out)
-        datasets[0] = first.select(range(held_out, len(first))) if isinstance(first, Dataset) else first.skip(held_out)
+        if isinstance(first, Dataset):
+            datasets[0] = first.select(range(held_out, len(first)))
+        else:
+            # Not `skip`: once the stream is split between processes, datasets divides a skip among the shards, so
+            # the held-out records of the first shard would reach training.
+            held_out_audio = [row["audio"] for row in validation_records]
+            datasets[0] = first.filter(lambda row: row["audio"] not in held_out_audio)
     return _mix(datasets, [source.weight for source in sources], seed), validation_records
 
 
@@ -162,8 +168,11 @@ class DacAudioCropper:
     num_crop_tries: int = 8
     random_phase_shift: bool = True
 
-    def __call__(self, record: dict, rng: np.random.Generator) -> np.ndarray:
+    def __call__(self, record: dict | None, rng: np.random.Generator) -> np.ndarray:
         """The crop as float32 `(num_samples,)`; raises `_SkippedClip` with the reason if the clip is unusable."""
+        if record is None:  # a null value in the audio column
+            logger.warning("Skipping a record with no audio (a null value in the audio column).")
+            raise _SkippedClip("corrupt")
         name = record.get("path") or "<audio bytes>"
         try:
             with soundfile.SoundFile(io.BytesIO(record["bytes"]) if record.get("bytes") else record["path"]) as file:

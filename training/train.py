@@ -224,6 +224,26 @@ def log_samples(accelerator: Accelerator, generator, dataset, count: int, step: 
         plt.close(figure)
 
 
+def _apply_learning_rate_schedule(scheduler_g, scheduler_d, training_args: DacTrainingArguments):
+    """
+    A checkpoint restores the learning-rate schedule it was saved with. When `learning_rate` or `lr_decay` differ
+    (lowered to calm an unstable run, say), apply theirs instead: `learning_rate * lr_decay ** updates so far`.
+    """
+    options = (training_args.learning_rate, training_args.lr_decay)
+    saved = (scheduler_g.base_lrs[0], scheduler_g.gamma)
+    if saved == options:
+        return
+    logger.warning(
+        f"Resuming with the learning rate schedule (learning_rate, lr_decay) {options} instead of the checkpoint's "
+        f"{saved}."
+    )
+    for scheduler in (scheduler_g, scheduler_d):
+        scheduler.base_lrs = [training_args.learning_rate] * len(scheduler.base_lrs)
+        scheduler.gamma = training_args.lr_decay
+        for group in scheduler.optimizer.param_groups:
+            group["lr"] = training_args.learning_rate * training_args.lr_decay**scheduler.last_epoch
+
+
 def _has_accelerator_device() -> bool:
     if hasattr(torch, "accelerator"):
         return torch.accelerator.is_available()
@@ -237,6 +257,13 @@ def main(argv: list[str] | None = None):
 
 def _train(model_args: DacModelArguments, data_args: DacDataArguments, training_args: DacTrainingArguments):
     output_dir = Path(training_args.output_dir)
+    earlier = latest_checkpoint(output_dir)
+    if earlier is not None and not training_args.resume:
+        # Checkpoints are pruned by step, so the new run's own checkpoints would be the ones deleted.
+        raise ValueError(
+            f"{output_dir} holds checkpoints of an earlier run (up to {earlier.name}): pass --resume to continue it, "
+            "or choose another --output_dir."
+        )
     accelerator = Accelerator(
         # Without a GPU, say so: Accelerate then runs several launched processes as one CPU (gloo) group.
         cpu=not _has_accelerator_device(),
@@ -328,6 +355,7 @@ def _train(model_args: DacModelArguments, data_args: DacDataArguments, training_
         else:
             load_checkpoint(accelerator, checkpoint, training_state)
             logger.info(f"Resumed from {checkpoint} at step {progress.step}.")
+            _apply_learning_rate_schedule(scheduler_g, scheduler_d, training_args)
 
     train_loader = build_training_dataloader(
         train_records,
