@@ -61,6 +61,10 @@ def test_yaml_values_as_people_write_them(tmp_path):
     _, data, training = load_training_arguments(["--config", str(path)])
     assert data.dataset == ["data/speech"] and data.validation_dataset == ["data/held_out"]
     assert training.mixed_precision == "no"
+    # Numbers as YAML reads them (`5e-4` without a dot is a string), converted as the flags would be.
+    path.write_text("training:\n  learning_rate: 5e-4\n  max_steps: 1000\n  adam_betas: [0.5, 9e-1]\n")
+    _, _, training = load_training_arguments(["--config", str(path)])
+    assert (training.learning_rate, training.max_steps, training.adam_betas) == (5e-4, 1000, [0.5, 0.9])
 
 
 @pytest.mark.parametrize(
@@ -74,7 +78,14 @@ def test_yaml_values_as_people_write_them(tmp_path):
         ("training:\n  logging_steps: 0\n", "logging_steps must be a positive integer"),
         ("training:\n  generator_max_grad_norm: -10\n", "generator_max_grad_norm must be positive"),
         ("training:\n  lr_decay: 1.5\n", "lr_decay .* in \\(0, 1\\]"),
-        ("training:\n  adam_betas: [0.8, fast]\n", "adam_betas must be two numbers"),
+        ("training:\n  adam_betas: [0.8, fast]\n", "`adam_betas` must be a list of float, got \\[0.8, 'fast'\\]"),
+        ("training:\n  adam_betas: [0.8, 0.9, 0.99]\n", "adam_betas needs two values"),
+        ("training:\n  batch_size: 8.5\n", "`batch_size` must be one int, got 8.5"),
+        ("training:\n  batch_size: true\n", "`batch_size` must be one int"),
+        ("training:\n  learning_rate: fast\n", "`learning_rate` must be one float"),
+        ("model:\n  freeze: [encoder]\n", "`freeze` must be one str, got \\['encoder'\\]"),
+        ("model:\n  downsampling_ratios: 2\n", "`downsampling_ratios` must be a list of int"),
+        ("data:\n  streaming: maybe\n", "`streaming` must be one bool"),
         ("data:\n  shuffle_buffer_size: 0\n", "shuffle_buffer_size must be at least 1"),
     ],
 )

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 from transformers import HfArgumentParser
+from transformers.hf_argparser import string_to_bool
 
 from modeling_dac import DacConfig
 
@@ -253,6 +254,42 @@ def _read_yaml(path: str | Path) -> dict:
     return flat
 
 
+def _as_flag_value(convert, value):
+    """`value` read from YAML, converted as argparse converts the flag's text (`convert` is the action's type)."""
+    if convert is string_to_bool:
+        return value if isinstance(value, bool) else string_to_bool(str(value))
+    if convert is str:
+        return value if isinstance(value, bool) else str(value)  # `no` is False in YAML: mixed_precision maps it
+    if isinstance(value, bool) or isinstance(value, (list, dict)):
+        raise ValueError
+    return convert(str(value))
+
+
+def _checked_yaml_values(parser: HfArgumentParser, values: dict, path: str) -> dict:
+    """The YAML `values` with the types the flags would have: `batch_size: 8.5` is an error, not a crash later."""
+    actions = {action.dest: action for action in parser._actions if action.type is not None}
+    checked = {}
+    for name, value in values.items():
+        action = actions.get(name)
+        if value is None or action is None or name in _REPEATABLE_FIELDS:
+            checked[name] = value
+            continue
+        expected = getattr(action.type, "__name__", str(action.type)).replace("string_to_bool", "bool")
+        try:
+            if action.nargs == "+":
+                if not isinstance(value, list):
+                    raise ValueError
+                checked[name] = [_as_flag_value(action.type, item) for item in value]
+            elif isinstance(value, (list, dict)):
+                raise ValueError
+            else:
+                checked[name] = _as_flag_value(action.type, value)
+        except (ValueError, TypeError, argparse.ArgumentTypeError) as error:
+            kind = f"a list of {expected}" if action.nargs == "+" else f"one {expected}"
+            raise ValueError(f"{path}: `{name}` must be {kind}, got {value!r}.") from error
+    return checked
+
+
 def load_training_arguments(
     argv: list[str] | None = None,
 ) -> tuple[DacModelArguments, DacDataArguments, DacTrainingArguments]:
@@ -267,6 +304,7 @@ def load_training_arguments(
 
     parser = HfArgumentParser(_DATACLASSES)
     parser.add_argument("--config", default=None, help="YAML recipe whose values the other flags override.")
+    yaml_values = _checked_yaml_values(parser, yaml_values, known.config)
     parser.set_defaults(**{name: value for name, value in yaml_values.items() if name not in _REPEATABLE_FIELDS})
     model_args, data_args, training_args, _ = parser.parse_args_into_dataclasses(args=remaining)
     for name in _REPEATABLE_FIELDS:
