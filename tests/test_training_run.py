@@ -122,6 +122,13 @@ def test_resuming_with_a_new_learning_rate_schedule_applies_it(tmp_path, tones, 
         assert scalars[tag][3] == pytest.approx(5e-4 * 0.9**3, rel=1e-6), tag
 
 
+def test_a_run_without_validation_says_so_at_the_end(tmp_path, tones, caplog):
+    with caplog.at_level(logging.INFO):
+        train(tones, tmp_path / "run", "--max_steps", "1", "--num_validation_examples", "0", "--report_to", "none")
+    assert "no validation ran, so no best/" in caplog.text
+    assert not (tmp_path / "run" / "best").exists() and (tmp_path / "run" / "final").is_dir()
+
+
 def test_a_new_run_refuses_a_folder_with_checkpoints_of_an_earlier_run(tmp_path, tones):
     flags = ["--save_steps", "2", "--eval_steps", "2", "--report_to", "none"]
     train(tones, tmp_path / "run", "--max_steps", "4", *flags)

@@ -442,10 +442,12 @@ def _train(model_args: DacModelArguments, data_args: DacDataArguments, training_
     bar.close()
 
     export_models(accelerator, generator, discriminator, output_dir / "final")
-    logger.info(
-        f"Done at step {progress.step}: {output_dir / 'final'} (best validation mel distance "
-        f"{progress.best_validation_mel:.4f} in {output_dir / 'best'}); skipped clips {progress.skipped_clips}."
+    best = (
+        f"best validation mel distance {progress.best_validation_mel:.4f} in {output_dir / 'best'}"
+        if math.isfinite(progress.best_validation_mel)
+        else "no validation ran, so no best/"
     )
+    logger.info(f"Done at step {progress.step}: {output_dir / 'final'} ({best}); skipped clips {progress.skipped_clips}.")
     accelerator.end_training()
 
 
