@@ -426,6 +426,11 @@ def _numpy_pairs(reference, estimate, sampling_rate: int, target_rate: int | Non
 @functools.lru_cache(maxsize=2)
 def _visqol_api(mode: str):
     visqol_package = _import_optional("visqol", "visqol-python", "visqol")
+    if not hasattr(visqol_package, "VisqolApi"):  # Google's own bindings share the import name
+        raise ImportError(
+            f"The installed `visqol` module ({visqol_package.__file__}) is not visqol-python, which visqol needs: "
+            "install it with `pip install visqol-python`."
+        )
     api = visqol_package.VisqolApi()
     api.create(mode=mode)
     return api

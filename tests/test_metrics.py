@@ -7,6 +7,7 @@ written by fixtures/metrics/generate_audiotools_reference.py.
 
 import math
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -313,6 +314,17 @@ def test_missing_optional_package_names_the_extra(monkeypatch, name, package):
     audio = speech_like(16000)
     with pytest.raises(ImportError, match=rf"`{package}`.*modeling_dac\[eval\]"):
         getattr(metrics, name)(audio, audio, 16000)
+    metrics._visqol_api.cache_clear()
+
+
+def test_a_visqol_module_other_than_visqol_python_is_named(monkeypatch):
+    impostor = types.ModuleType("visqol")  # as Google's own bindings: same import name, no VisqolApi
+    impostor.__file__ = "/site-packages/visqol/__init__.py"
+    monkeypatch.setitem(sys.modules, "visqol", impostor)
+    metrics._visqol_api.cache_clear()
+    audio = speech_like(16000)
+    with pytest.raises(ImportError, match="/site-packages/visqol/__init__.py\\) is not visqol-python"):
+        metrics.visqol(audio, audio, 16000)
     metrics._visqol_api.cache_clear()
 
 
