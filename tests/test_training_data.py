@@ -258,6 +258,16 @@ def test_validation_crops_are_fixed(tones):
     assert torch.equal(first["audio"], again["audio"]) and first["audio"].shape == (1, 4096)
 
 
+def test_decoded_array_records_crop_as_their_files_do(tmp_path):
+    rng = np.random.default_rng(1)
+    stereo = (0.1 * rng.standard_normal((22050, 2))).astype(np.float32)
+    sf.write(tmp_path / "noise.wav", stereo, 22050, subtype="FLOAT")
+    cropper = DacAudioCropper(sampling_rate=16000, num_samples=4096)
+    from_file = cropper(_record(tmp_path / "noise.wav"), np.random.default_rng(0))
+    from_array = cropper({"array": stereo.T.tolist(), "sampling_rate": 22050}, np.random.default_rng(0))
+    np.testing.assert_array_equal(from_array, from_file)
+
+
 def test_a_record_without_audio_is_skipped_as_corrupt(caplog):
     # A null cell of the audio column (a parquet or hub dataset with a missing clip) reads as None.
     cropper = DacAudioCropper(sampling_rate=16000, num_samples=2048)

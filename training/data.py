@@ -26,7 +26,7 @@ from datasets import Dataset, IterableDataset, interleave_datasets
 from datasets.distributed import split_dataset_by_node
 
 from modeling_dac import audio as audio_io
-from modeling_dac.audio_datasets import load_audio_dataset
+from modeling_dac.audio_datasets import load_audio_dataset, read_audio_record
 
 __all__ = [
     "SKIP_REASONS",
@@ -159,7 +159,10 @@ class _SkippedClip(Exception):
 
 @dataclass
 class DacAudioCropper:
-    """Turns one `{"bytes", "path"}` record into a normalised crop of exactly `num_samples` samples."""
+    """
+    Turns one `{"bytes", "path"}` record (or a decoded `{"array", "sampling_rate"}` one) into a normalised crop of
+    exactly `num_samples` samples.
+    """
 
     sampling_rate: int
     num_samples: int
@@ -175,7 +178,7 @@ class DacAudioCropper:
             raise _SkippedClip("corrupt")
         name = record.get("path") or "<audio bytes>"
         try:
-            with soundfile.SoundFile(io.BytesIO(record["bytes"]) if record.get("bytes") else record["path"]) as file:
+            with soundfile.SoundFile(_audio_source(record)) as file:
                 crop = self._salient_crop(file, rng)
         except _SkippedClip:
             raise
@@ -212,6 +215,19 @@ class DacAudioCropper:
         if self.random_phase_shift:
             crop = shift_phase(crop, rng.uniform(-np.pi, np.pi))
         return crop.astype(np.float32)
+
+
+def _audio_source(record: dict):
+    """What soundfile opens for a record: its bytes, its path, or a decoded `{"array", "sampling_rate"}` as WAV."""
+    if record.get("bytes"):
+        return io.BytesIO(record["bytes"])
+    if record.get("array") is not None:  # e.g. a column of arrays built in memory and never cast to Audio
+        audio, sampling_rate = read_audio_record(record)
+        wav = io.BytesIO()
+        soundfile.write(wav, audio.T, sampling_rate, format="WAV", subtype="FLOAT")
+        wav.seek(0)
+        return wav
+    return record["path"]
 
 
 def _example(audio: np.ndarray, skipped: dict[str, int]) -> dict:
