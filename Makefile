@@ -22,7 +22,7 @@ test: $(STAMP)
 	$(PYTHON) -m pytest -q -n 2 --durations=15
 
 bench: $(STAMP)
-	$(PYTHON) benchmarks/bench_inference.py
+	$(PYTHON) benchmarks/bench_inference.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache

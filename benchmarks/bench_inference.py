@@ -526,8 +526,13 @@ def print_quality(quality: list[dict], config_name: str) -> list[dict]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--configs", default="44khz,24khz", help="comma-separated: 44khz, 24khz, 16khz, tiny, ...")
-    parser.add_argument("--checkpoint", help="a save_pretrained directory with real weights (instead of random)")
+    parser.add_argument(
+        "--configs",
+        help="comma-separated: 44khz, 24khz, 16khz, tiny, ... (default 44khz,24khz; with --checkpoint, its name)",
+    )
+    parser.add_argument(
+        "--checkpoint", help="a save_pretrained directory with real weights (instead of random configs); one label"
+    )
     parser.add_argument("--seconds", default="10", help="comma-separated audio durations at batch 1 ('' for none)")
     parser.add_argument("--batch-sizes", default="", help="comma-separated batch sizes for throughput, e.g. 1,4")
     parser.add_argument("--batch-seconds", type=float, default=1.0, help="clip duration in the batched runs")
@@ -544,6 +549,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, help="also write the results as JSON here")
     parser.add_argument("--quick", action="store_true", help="tiny config, short audio, one repetition (smoke test)")
     args = parser.parse_args(argv)
+    if args.checkpoint and args.configs and "," in args.configs:
+        parser.error("--checkpoint benchmarks one model: give --configs one label for it, or none")
+    if args.configs is None:
+        args.configs = Path(args.checkpoint).name if args.checkpoint else "44khz,24khz"
     if args.quick:
         args.configs, args.seconds, args.batch_sizes, args.batch_seconds = "tiny", "0.5", "2", 0.25
         args.repetitions, args.quality_seconds, args.compile_seconds = 1, 0.5, 0.25

@@ -4,12 +4,12 @@ Each length runs in a fresh process so that its peak resident set size (`resourc
 belongs to that run alone. The input is a synthetic mono 44.1 kHz WAV (noise and tones with a slowly varying
 level), written block by block beforehand. The model has the 44.1 kHz model's strides ([2, 4, 8, 8], hop
 512), 9 codebooks of 1024, random weights, and its widths divided by `--width-divisor` (16 by default: the
-full model runs at about a tenth of real time on two CPU cores, too slow for an hour of audio). Activation
-memory scales with the width, so a full-width run over a short file (`--width-divisor 1 --minutes 0.25`)
+full model runs at about a seventh of real time on two CPU cores, too slow for an hour of audio). Activation
+memory scales with the width, so a full-width run over a short file (`--width-divisor 1 --minutes 0.2`)
 gives the full model's per-window peak; the windows, and hence the peak, do not depend on the length.
 
     python benchmarks/bench_long_audio.py --minutes 10 60
-    python benchmarks/bench_long_audio.py --minutes 0.25 0.5 --width-divisor 1
+    python benchmarks/bench_long_audio.py --minutes 0.2 0.5 --width-divisor 1
 """
 
 import argparse

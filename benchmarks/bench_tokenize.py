@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(REPO / "hub_configs" / "dac_44khz"), help="model config directory")
     parser.add_argument("--clips", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each clip")
@@ -37,7 +37,9 @@ def main() -> None:
     )
     parser.add_argument("--batch-sizes", default="1,4", help="comma-separated batch sizes")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="intra-op CPU threads")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
 
     torch.manual_seed(0)
     config = DacConfig.from_pretrained(args.config)

@@ -7,6 +7,7 @@ Run from the repo root:
     apt-get install espeak-ng && .venv/bin/python scripts/make_demo_audio.py
 """
 
+import argparse
 import subprocess
 import tempfile
 from pathlib import Path
@@ -15,6 +16,7 @@ import numpy as np
 
 from modeling_dac.audio import load_audio, normalize_loudness, resample, save_audio
 
+DEMO_CLIP = Path(__file__).resolve().parent.parent / "examples" / "audio" / "speech_and_music.flac"
 SAMPLING_RATE = 44100
 SENTENCE = "This is the Descript audio codec, compressing speech and music into tokens."
 
@@ -54,11 +56,13 @@ def music(seconds: float) -> np.ndarray:
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output", type=Path, default=DEMO_CLIP, help="where to write the clip (flac)")
+    output = parser.parse_args(argv).output
     clip = np.concatenate([speech(3.0), music(3.0)]).astype(np.float32)
     clip, _ = normalize_loudness(clip[None, :], SAMPLING_RATE, target_lufs=-18.0)
     clip = np.clip(clip, -0.99, 0.99)
-    output = Path(__file__).resolve().parent.parent / "examples" / "audio" / "speech_and_music.flac"
     save_audio(output, clip, SAMPLING_RATE)
     print(f"wrote {output} ({clip.shape[-1] / SAMPLING_RATE:.1f} s)")
 

@@ -1,10 +1,12 @@
 """Write hub_configs/<name>/: config.json, preprocessor_config.json and a model card per released DAC model.
 
-The released architectures are SPEC section 3; `tiny` is the small config the tests use. Run from the repo root:
+The released architectures are those of the official descript-audio-codec 1.0.0 weights; `tiny` is the small
+config the tests use. Run from the repo root:
 
     .venv/bin/python scripts/make_hub_configs.py
 """
 
+import argparse
 from pathlib import Path
 
 from modeling_dac import DacConfig, DacFeatureExtractor, DacModel
@@ -78,8 +80,10 @@ model = DacModel(DacConfig.from_pretrained("hub_configs/{name}"))  # random weig
 """
 
 
-def main() -> None:
-    root = Path(__file__).resolve().parent.parent / "hub_configs"
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output_dir", type=Path, default=Path(__file__).resolve().parent.parent / "hub_configs")
+    root = parser.parse_args(argv).output_dir
     for name, fields in RELEASED.items():
         config = DacConfig(**fields, quantizer_dropout=0.0 if name == "tiny" else 0.5)
         config.save_pretrained(root / name)

@@ -27,6 +27,7 @@ value. Run from the repository root:
     python scripts/make_official_dac_file_fixture.py
 """
 
+import argparse
 import io
 import pickle
 from pathlib import Path
@@ -109,11 +110,14 @@ def fixture_artifacts() -> dict:
     )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output_dir", type=Path, default=FIXTURE_DIR)
+    output_dir = parser.parse_args(argv).output_dir
     artifacts = fixture_artifacts()
-    FIXTURE_DIR.mkdir(parents=True, exist_ok=True)
+    output_dir.mkdir(parents=True, exist_ok=True)
     for name, numpy1_layout in (("official_numpy2.dac", False), ("official_numpy1.dac", True)):
-        path = FIXTURE_DIR / name
+        path = output_dir / name
         path.write_bytes(official_dac_bytes(artifacts, numpy1_layout=numpy1_layout))
         print(f"wrote {path} ({path.stat().st_size} bytes)")
 

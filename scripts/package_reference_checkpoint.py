@@ -105,7 +105,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output_dir", type=Path, default=Path("checkpoints/dac_reference"))
     args = parser.parse_args(argv)
 
-    model = DacModel.from_pretrained(args.run_dir[-1] / args.export)
+    export = args.run_dir[-1] / args.export
+    if not (export / "config.json").is_file():
+        raise ValueError(f"{export} is not an exported model (no config.json): check --run_dir and --export.")
+    model = DacModel.from_pretrained(export)
     series = concatenate_runs([read_scalars(run_dir / "logs") for run_dir in args.run_dir])
     card = args.output_dir / "README.md"
 
