@@ -49,6 +49,7 @@ __all__ = [
     "DacFileError",
     "DacFileMetadata",
     "config_fingerprint",
+    "is_official_container",
 ]
 
 FORMAT_NAME = "modeling_dac.dac"
@@ -404,14 +405,18 @@ class DacFile:
         (naming the file) for anything that is not a valid `.dac` file, OSError if it cannot be read.
         """
         path = Path(path)
-        with open(path, "rb") as file:
-            prefix = file.read(len(_NPY_MAGIC))
-        reader = _read_official if prefix == _NPY_MAGIC else _read_safetensors
+        reader = _read_official if is_official_container(path) else _read_safetensors
         try:
             codes, metadata = reader(path)
             return cls(codes, metadata)
         except ValueError as error:
             raise DacFileError(f"{path}: {error}") from error
+
+
+def is_official_container(path: str | os.PathLike) -> bool:
+    """Whether the file on disk is in the official descript-audio-codec layout (a `.npy` pickle), not ours."""
+    with open(path, "rb") as file:
+        return file.read(len(_NPY_MAGIC)) == _NPY_MAGIC
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

@@ -227,6 +227,15 @@ def test_info_reads_official_files(capsys):
     assert describe_dac_file(DacFile.load(OFFICIAL_DAC_FILE))["model_name"] is None
 
 
+def test_info_tells_a_converted_official_file_from_an_official_one(tmp_path, capsys):
+    DacFile.load(OFFICIAL_DAC_FILE).save(tmp_path / "converted.dac")  # the documented conversion to our format
+    assert main(["info", str(tmp_path / "converted.dac"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["official_container"] is False
+    assert main(["info", str(tmp_path / "converted.dac")]) == 0
+    text = capsys.readouterr().out
+    assert "modeling_dac .dac, format version 1 (converted from an official descript-audio-codec 1.0.0 file)" in text
+
+
 def test_info_reports_unreadable_files_and_keeps_going(tmp_path, capsys):
     bad = tmp_path / "bad.dac"
     bad.write_bytes(b"\x00" * 64)

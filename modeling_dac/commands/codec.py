@@ -315,10 +315,12 @@ def describe_dac_file(dac_file) -> dict:
 
 def _format_description(path: str, description: dict) -> str:
     official = description["official_dac_version"]
-    if official:
+    if description["official_container"]:
         file_format = f"official descript-audio-codec {official} file (read with the restricted reader)"
     else:
         file_format = f"modeling_dac .dac, format version {description['format_version']}"
+        if official:
+            file_format += f" (converted from an official descript-audio-codec {official} file)"
     frame_rate = f" ({description['frame_rate']:.2f} frames/s)" if description["frame_rate"] else ""
     codebook_size = description["codebook_size"] or "not recorded"
     if description["bitrate"] is None:
@@ -369,12 +371,13 @@ def add_info_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from ..dac_file import DacFile
+    from ..dac_file import DacFile, is_official_container
 
     failures = []
     for path in args.files:
         try:
             description = describe_dac_file(DacFile.load(path))
+            description["official_container"] = is_official_container(path)
         except (ValueError, OSError) as error:
             failures.append(_failure_line(path, error))
             continue
