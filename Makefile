@@ -1,5 +1,7 @@
 # Two commands set everything up on a fresh machine: `make demo` and `make test`.
-# torch is installed first from its pinned CPU build: a loose requirement would pull multi-GB CUDA wheels.
+# torch is installed first from its pinned CPU build: a loose requirement would pull multi-GB CUDA wheels. The
+# project's machines hold that build locally; elsewhere pass an index, e.g.
+# make test TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -11,7 +13,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet torch==2.13.0
+	$(VENV)/bin/pip install --quiet torch==2.13.0 $(TORCH_PIP_ARGS)
 	$(VENV)/bin/pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 

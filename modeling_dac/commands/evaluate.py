@@ -78,6 +78,9 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation import evaluate_model
     from ..evaluation_report import render_markdown
 
+    if "visqol" in args.metrics:
+        import visqol  # noqa: F401  (visqol-python, of the eval extra)
+
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     model = load_model(args.model, show_progress=not args.no_progress).to(device)
     if "visqol" in args.metrics:
