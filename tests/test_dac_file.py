@@ -800,7 +800,9 @@ def test_documentation_examples_run(tmp_path, monkeypatch):
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
     assert blocks
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "official.dac").write_bytes((OFFICIAL_FIXTURES / "official_numpy2.dac").read_bytes())
+    shipped = tmp_path / "tests" / "fixtures" / "official_dac" / "official_numpy2.dac"  # the page's repo-relative path
+    shipped.parent.mkdir(parents=True)
+    shipped.write_bytes((OFFICIAL_FIXTURES / "official_numpy2.dac").read_bytes())
     namespace = {}
     for block in blocks:
         exec(compile(block, "docs/dac_file.md", "exec"), namespace)
