@@ -1,9 +1,10 @@
 """Audio collections as Hugging Face datasets, read without torchcodec.
 
 A source is a local audio file or folder of audio files, a parquet file (or a folder of them), a directory written by
-`Dataset.save_to_disk`, or a hub dataset id. The audio column is cast to `Audio(decode=False)`, so records stay
-`{"bytes", "path"}` and are decoded by soundfile through `modeling_dac.audio` (datasets >= 4 would otherwise
-decode with torchcodec, which does not load on every setup).
+`Dataset.save_to_disk`, or a hub dataset id. Audio columns are read undecoded (cast to `Audio(decode=False)`, or
+on a stream declared as the `{"bytes", "path"}` struct they store), so records stay `{"bytes", "path"}` and are
+decoded by soundfile through `modeling_dac.audio` (datasets >= 4 would otherwise decode with torchcodec, which
+does not load on every setup).
 """
 
 import io
@@ -40,20 +41,27 @@ def _pick_split(dataset, split: str | None, source: str):
     if split is None and len(dataset) == 1:
         return next(iter(dataset.values()))
     if split not in dataset:
-        raise ValueError(f"Dataset {source} has splits {sorted(dataset)}; choose one with `split` (`--split` on the command line), got {split!r}.")
+        raise ValueError(
+            f"Dataset {source} has splits {sorted(dataset)}; choose one with `split` (`--split` on the command "
+            f"line), got {split!r}."
+        )
     return dataset[split]
 
 
 def _parquet_files_by_split(folder: Path) -> dict[str, list[str]]:
     """
     The parquet files under `folder` by split, found by file and folder names as `load_dataset` finds a hub
-    repo's splits (`data/test-00000-of-00001.parquet`, `validation/...`); with no split names, all are `train`.
+    repo's splits (`data/test-00000-of-00001.parquet`, `validation/...`). Unless those names account for every
+    parquet file (`speech_test.parquet` beside `music.parquet`, say), all of them are one `train` split.
     """
     from datasets.data_files import DataFilesDict, get_data_patterns
 
+    every_file = sorted(str(file.resolve()) for file in folder.rglob("*.parquet"))
     found = DataFilesDict.from_patterns(get_data_patterns(str(folder)), base_path=str(folder))
     by_split = {str(split): [file for file in files if file.endswith(".parquet")] for split, files in found.items()}
-    return {split: files for split, files in by_split.items() if files}
+    by_split = {split: files for split, files in by_split.items() if files}
+    named = sorted(str(Path(file).resolve()) for files in by_split.values() for file in files)
+    return by_split if named == every_file else {"train": every_file}
 
 
 def _audio_column(dataset, requested: str | None, source: str) -> str:
@@ -87,14 +95,14 @@ def load_audio_dataset(
     - an audio file, or a folder of them: one record `{"bytes": None, "path": absolute path}` (symbolic links not
       followed) per file, sorted by path (with `keep_columns=True`, also a column `file_name`: the path relative
       to the folder);
-    - a `.parquet` file, or a folder holding parquet files (read recursively; files and folders named after a
-      split, as in hub repos, make splits: `data/train-*.parquet`, `test/*.parquet`);
+    - a `.parquet` file, or a folder holding parquet files (read recursively; when files and folders named after
+      splits, as in hub repos, account for every file, they make splits: `data/train-*.parquet`, `test/*.parquet`);
     - a folder written by `Dataset.save_to_disk` / `DatasetDict.save_to_disk`;
     - otherwise a hub dataset id, loaded with `load_dataset(source, name, split=split)`.
 
     `split` picks a split when the source has several (a source with one split needs none); `column` names the
-    audio column (default: the first `Audio` feature, else `"audio"`). Audio features are cast to
-    `Audio(decode=False)`; other columns are dropped unless `keep_columns=True`.
+    audio column (default: the first `Audio` feature, else `"audio"`). Audio features are read undecoded (on a
+    stream, declared as their `{"bytes", "path"}` struct); other columns are dropped unless `keep_columns=True`.
     """
     from datasets import Audio, Dataset, IterableDataset, load_dataset, load_from_disk
 
@@ -128,7 +136,7 @@ def load_audio_dataset(
             ) from error
         dataset = _pick_split(loaded, split, source)
     column = _audio_column(dataset, column, source)
-    if isinstance(dataset, IterableDataset):
+    if isinstance(dataset, IterableDataset) and dataset.features is not None:
         return _undecoded_stream(dataset, column, keep_columns)
     if not keep_columns:
         dataset = dataset.select_columns([column])
@@ -143,16 +151,27 @@ def load_audio_dataset(
 def _undecoded_stream(dataset, column: str, keep_columns: bool):
     """
     The stream with decoding off and `column` as `audio`. On a stream, datasets >= 4 encodes `Audio` values again
-    in every column operation (cast, select, rename), which needs torchcodec for records holding bytes; so one
-    plain map renames and selects instead, and the result's features are unknown (None).
+    in every column operation (cast, select, rename), which needs torchcodec for records holding bytes; so one map
+    renames and selects instead, declaring each audio column as what it stores, a `{"bytes", "path"}` struct.
     """
-    names = list(dataset.features or {})
+    from datasets import Audio, Features, Value
+
+    if keep_columns and column != "audio" and "audio" in dataset.features:
+        raise ValueError(f"the dataset already has a column 'audio' besides the audio column {column!r}.")
+    kept = [name for name in dataset.features if keep_columns or name == column]
+    renamed = {name: "audio" if name == column else name for name in kept}
+    stored = {"bytes": Value("binary"), "path": Value("string")}
+    features = Features(
+        {
+            renamed[name]: stored if isinstance(dataset.features[name], Audio) else dataset.features[name]
+            for name in kept
+        }
+    )
 
     def rename(batch: dict) -> dict:
-        kept = {name: values for name, values in batch.items() if keep_columns and name not in (column, "audio")}
-        return {**kept, "audio": batch[column]}
+        return {renamed[name]: batch[name] for name in kept}
 
-    return dataset.decode(False).map(rename, batched=True, remove_columns=names or None)
+    return dataset.decode(False).map(rename, batched=True, remove_columns=list(dataset.features), features=features)
 
 
 def read_audio_record(record) -> tuple[np.ndarray, int]:

@@ -332,6 +332,21 @@ def test_parquet_folders_keep_the_splits_their_file_names_give(workspace, tmp_pa
     dataset.to_parquet(str(tmp_path / "nested" / "a" / "clips.parquet"))
     (tmp_path / "nested" / "a" / "notes.json").write_text("{}")  # not parquet: left out
     assert len(load_audio_dataset(str(tmp_path / "nested"), split="train")) == 2
+    # A split word in some names only (speech_test beside music) makes no splits: nothing is left out.
+    dataset.to_parquet(str(tmp_path / "mixed" / "music.parquet"))
+    dataset.to_parquet(str(tmp_path / "mixed" / "speech_test.parquet"))
+    assert len(load_audio_dataset(str(tmp_path / "mixed"))) == 4
+
+
+def test_a_stream_without_declared_features_keeps_only_its_audio_column(monkeypatch):
+    import datasets
+
+    def rows():
+        yield {"sound": {"bytes": None, "path": "a.wav"}, "speaker": 3}
+
+    monkeypatch.setattr(datasets, "load_dataset", lambda *args, **kwargs: datasets.IterableDataset.from_generator(rows))
+    stream = load_audio_dataset("someone/clips", column="sound", streaming=True)
+    assert list(stream) == [{"audio": {"bytes": None, "path": "a.wav"}}]
 
 
 def test_every_audio_column_kept_stays_undecoded(workspace, tmp_path):

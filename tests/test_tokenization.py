@@ -303,12 +303,14 @@ def test_cli_on_parquet_keeps_columns_pushes_and_never_overwrites(saved_model, a
 def test_cli_streams_a_parquet_file_that_declares_decoded_audio(saved_model, audio_dir, tmp_path, model):
     # As hub datasets declare it: Audio(decode=True), records holding bytes; read without torchcodec all the same.
     records = [{"bytes": open(path, "rb").read(), "path": os.path.basename(path)} for path in _paths(audio_dir)[:2]]
-    table = datasets.Dataset.from_dict({"audio": records, "text": ["a", "b"]})
+    table = datasets.Dataset.from_dict({"audio": records, "label": [0, 1]})
+    table = table.cast_column("label", datasets.ClassLabel(names=["speech", "music"]))
     table.cast_column("audio", datasets.Audio()).to_parquet(str(tmp_path / "data.parquet"))
     argv = ["tokenize", str(tmp_path / "data.parquet"), str(tmp_path / "out"), "--model", str(saved_model)]
     assert cli_main(argv + ["--streaming", "--keep-audio"]) == 0
     result = datasets.load_from_disk(str(tmp_path / "out"))
-    assert result.column_names == ["text", "audio", "audio_codes", "n_frames"] and result["text"] == ["a", "b"]
+    assert result.column_names == ["audio", "label", "audio_codes", "n_frames"]
+    assert result.features["label"] == datasets.ClassLabel(names=["speech", "music"])  # the column types stay
     assert result[1]["audio"] == records[1]
     np.testing.assert_array_equal(np.array(result[1]["audio_codes"]), _expected_codes(model, _paths(audio_dir)[1]))
 
