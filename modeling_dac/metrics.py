@@ -34,6 +34,7 @@ __all__ = [
     "DacStftDistance",
     "mel_distance",
     "pesq",
+    "require_visqol",
     "si_sdr",
     "slaney_mel_filterbank",
     "stft_distance",
@@ -423,15 +424,20 @@ def _numpy_pairs(reference, estimate, sampling_rate: int, target_rate: int | Non
     return pairs, single
 
 
-@functools.lru_cache(maxsize=2)
-def _visqol_api(mode: str):
+def require_visqol() -> ModuleType:
+    """visqol-python's module; an ImportError says how to install it (also when another `visqol` is installed)."""
     visqol_package = _import_optional("visqol", "visqol-python", "visqol")
     if not hasattr(visqol_package, "VisqolApi"):  # Google's own bindings share the import name
         raise ImportError(
             f"The installed `visqol` module ({visqol_package.__file__}) is not visqol-python, which visqol needs: "
             "install it with `pip install visqol-python`."
         )
-    api = visqol_package.VisqolApi()
+    return visqol_package
+
+
+@functools.lru_cache(maxsize=2)
+def _visqol_api(mode: str):
+    api = require_visqol().VisqolApi()
     api.create(mode=mode)
     return api
 

@@ -2,6 +2,7 @@ import json
 import re
 import shlex
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -129,10 +130,7 @@ def test_missing_model_without_a_default_is_an_error_naming_the_flag(audio_tree,
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize(
-    "command, package, extra",
-    [("tokenize", "accelerate", "training"), ("eval", "datasets", "eval"), ("eval", "visqol", "eval")],
-)
+@pytest.mark.parametrize("command, package, extra", [("tokenize", "accelerate", "training"), ("eval", "datasets", "eval")])
 def test_a_missing_optional_package_names_the_extra_that_installs_it(
     command, package, extra, audio_tree, tmp_path, capsys, monkeypatch
 ):
@@ -147,6 +145,21 @@ def test_a_missing_optional_package_names_the_extra_that_installs_it(
         f"dac {command}: error: needs the package '{package}', which is not installed: "
         f"pip install 'modeling_dac[{extra}]'"
     )
+
+
+@pytest.mark.parametrize(
+    "installed, reason",  # missing, or Google's bindings (same import name)
+    [(None, 'pip install "modeling_dac[eval]"'), (types.ModuleType("visqol"), "is not visqol-python")],
+)
+def test_eval_checks_visqol_before_loading_the_model(installed, reason, audio_tree, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "visqol", installed)
+    if installed is not None:
+        installed.__file__ = "/site-packages/visqol/__init__.py"
+    assert main(["eval", "--data", str(audio_tree), "--output", str(tmp_path / "out")]) == 1
+    captured = capsys.readouterr()
+    assert "ViSQOL takes" not in captured.out  # stopped before loading the model
+    assert captured.err.startswith("dac eval: error:") and len(captured.err.strip().splitlines()) == 1
+    assert reason in captured.err
 
 
 def test_unloadable_model_is_a_clear_error(audio_tree, tmp_path, capsys):

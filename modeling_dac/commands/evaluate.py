@@ -77,9 +77,13 @@ def run(args: argparse.Namespace) -> int:
 
     from ..evaluation import evaluate_model
     from ..evaluation_report import render_markdown
+    from ..metrics import require_visqol
 
     if "visqol" in args.metrics:
-        import visqol  # noqa: F401  (visqol-python, of the eval extra)
+        try:
+            require_visqol()
+        except ImportError as error:  # one line, before the model loads
+            raise ValueError(str(error)) from error
 
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     model = load_model(args.model, show_progress=not args.no_progress).to(device)
