@@ -86,6 +86,7 @@ def test_yaml_values_as_people_write_them(tmp_path):
         ("model:\n  freeze: [encoder]\n", "`freeze` must be one str, got \\['encoder'\\]"),
         ("model:\n  downsampling_ratios: 2\n", "`downsampling_ratios` must be a list of int"),
         ("data:\n  streaming: maybe\n", "`streaming` must be one bool"),
+        ("training:\n  output_dir: no\n", "`output_dir` must be one str, got False"),  # only mixed_precision maps it
         ("data:\n  shuffle_buffer_size: 0\n", "shuffle_buffer_size must be at least 1"),
     ],
 )

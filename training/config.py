@@ -205,8 +205,6 @@ class DacTrainingArguments:
         return self.adversarial_loss_weight > 0 or self.feature_matching_loss_weight > 0
 
     def __post_init__(self):
-        if self.mixed_precision is False:  # YAML reads an unquoted `no` as false
-            self.mixed_precision = "no"
         if self.mixed_precision not in (None, "no", "bf16"):
             raise ValueError(
                 f"mixed_precision={self.mixed_precision!r} is not supported: use `no` or `bf16`. fp16 needs a loss "
@@ -258,10 +256,8 @@ def _as_flag_value(convert, value):
     """`value` read from YAML, converted as argparse converts the flag's text (`convert` is the action's type)."""
     if convert is string_to_bool:
         return value if isinstance(value, bool) else string_to_bool(str(value))
-    if convert is str:
-        return value if isinstance(value, bool) else str(value)  # `no` is False in YAML: mixed_precision maps it
-    if isinstance(value, bool) or isinstance(value, (list, dict)):
-        raise ValueError
+    if isinstance(value, (bool, list, dict)):
+        raise ValueError(f"{value!r} is not a single {getattr(convert, '__name__', 'value')}")
     return convert(str(value))
 
 
@@ -271,21 +267,21 @@ def _checked_yaml_values(parser: HfArgumentParser, values: dict, path: str) -> d
     checked = {}
     for name, value in values.items():
         action = actions.get(name)
+        if name == "mixed_precision" and value is False:  # YAML reads Accelerate's unquoted `no` as false
+            value = "no"
         if value is None or action is None or name in _REPEATABLE_FIELDS:
             checked[name] = value
             continue
         expected = getattr(action.type, "__name__", str(action.type)).replace("string_to_bool", "bool")
+        is_list = action.nargs == "+"
+        kind = f"a list of {expected}" if is_list else f"one {expected}"
         try:
-            if action.nargs == "+":
-                if not isinstance(value, list):
-                    raise ValueError
-                checked[name] = [_as_flag_value(action.type, item) for item in value]
-            elif isinstance(value, (list, dict)):
-                raise ValueError
-            else:
-                checked[name] = _as_flag_value(action.type, value)
+            if is_list != isinstance(value, list):
+                raise ValueError(f"{value!r} is not {kind}")
+            checked[name] = (
+                [_as_flag_value(action.type, item) for item in value] if is_list else _as_flag_value(action.type, value)
+            )
         except (ValueError, TypeError, argparse.ArgumentTypeError) as error:
-            kind = f"a list of {expected}" if action.nargs == "+" else f"one {expected}"
             raise ValueError(f"{path}: `{name}` must be {kind}, got {value!r}.") from error
     return checked
 

@@ -71,9 +71,10 @@ def run(args: argparse.Namespace) -> int:
         model = load_model(args.model)
     if state.num_processes > 1:
         if isinstance(dataset, Dataset) and len(dataset) < state.num_processes:
+            advice = f"; launch at most {len(dataset)}" if len(dataset) else ""
             raise ValueError(
                 f"{args.source} has {len(dataset)} row(s), fewer than the {state.num_processes} processes: every "
-                f"process needs at least one; launch at most {len(dataset)}"
+                f"process needs at least one{advice}"
             )
         dataset = split_dataset_by_node(dataset, rank=state.process_index, world_size=state.num_processes)
     tokenized = tokenize_dataset(
