@@ -20,6 +20,7 @@ __all__ = [
     "normalize_loudness",
     "resample",
     "save_audio",
+    "soundfile_format",
     "to_float_audio",
 ]
 
@@ -75,7 +76,7 @@ def load_audio(path: str | os.PathLike | BinaryIO) -> tuple[np.ndarray, int]:
     return np.ascontiguousarray(audio.T), sampling_rate
 
 
-def _soundfile_format(path: Path) -> str:
+def soundfile_format(path: Path) -> str:
     """soundfile's format name for a file extension (`.aif` is AIFF); a clear error for unknown extensions."""
     import soundfile
 
@@ -93,7 +94,7 @@ def save_audio(path: str | os.PathLike, audio: np.ndarray, sampling_rate: int) -
     audio = np.asarray(audio, dtype=np.float32)
     frames = audio[:, None] if audio.ndim == 1 else audio.T
     with atomic_write_path(path) as temporary:
-        soundfile.write(temporary, frames, sampling_rate, format=_soundfile_format(path))
+        soundfile.write(temporary, frames, sampling_rate, format=soundfile_format(path))
 
 
 def integrated_loudness(audio: np.ndarray, sampling_rate: int) -> float:

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from .atomic import atomic_write_path
-from .audio import LoudnessMeter, _soundfile_format, resample, to_float_audio
+from .audio import LoudnessMeter, resample, soundfile_format, to_float_audio
 from .dac_file import DacFile, DacFileMetadata
 from .modeling_dac import _parameter_dtype
 from .streaming import DacStreamingEncoder
@@ -392,7 +392,7 @@ def decompress_file(
     written atomically; its path is returned. Other arguments as in `compress`.
     """
     output_path = Path(output_path)
-    output_format = _soundfile_format(output_path)
+    output_format = soundfile_format(output_path)
     dac_file = _load_checked(model, dac_file)
     metadata = dac_file.metadata
     blocks = _decoded_blocks(model, dac_file, window_duration, batch_size, show_progress)
