@@ -15,7 +15,7 @@ import numpy as np
 
 from . import audio as audio_io
 
-__all__ = ["audio_files_under", "load_audio_dataset", "read_audio_record"]
+__all__ = ["audio_files_under", "audio_storage", "load_audio_dataset", "read_audio_record"]
 
 
 def audio_files_under(folder: str | Path) -> list[Path]:
@@ -56,7 +56,11 @@ def _parquet_files_by_split(folder: Path) -> dict[str, list[str]]:
     """
     from datasets.data_files import DataFilesDict, get_data_patterns
 
-    every_file = sorted(str(file.resolve()) for file in folder.rglob("*.parquet"))
+    every_file = sorted(
+        str(file.resolve())
+        for file in folder.rglob("*.parquet")
+        if not any(part.startswith((".", "_")) for part in file.relative_to(folder).parts)  # as datasets skips them
+    )
     found = DataFilesDict.from_patterns(get_data_patterns(str(folder)), base_path=str(folder))
     by_split = {str(split): [file for file in files if file.endswith(".parquet")] for split, files in found.items()}
     by_split = {split: files for split, files in by_split.items() if files}
@@ -125,7 +129,8 @@ def load_audio_dataset(
             columns["file_name"] = [str(file.relative_to(path)) if path.is_dir() else file.name for file in files]
         dataset = Dataset.from_dict(columns).cast_column("audio", Audio(decode=False))
         _audio_column(dataset, column, source)  # refuses a column other than "audio"
-        return dataset.to_iterable_dataset() if streaming else dataset
+        if streaming:  # declared as every other stream's audio, so that streams of both kinds mix
+            dataset = dataset.to_iterable_dataset()
     else:
         try:
             loaded = load_dataset(source, name, split=split, streaming=streaming)
@@ -148,22 +153,28 @@ def load_audio_dataset(
     return dataset
 
 
+def audio_storage() -> dict:
+    """The feature an undecoded `Audio` column stores (and declares on a stream): a `{"bytes", "path"}` struct."""
+    from datasets import Value
+
+    return {"bytes": Value("binary"), "path": Value("string")}
+
+
 def _undecoded_stream(dataset, column: str, keep_columns: bool):
     """
     The stream with decoding off and `column` as `audio`. On a stream, datasets >= 4 encodes `Audio` values again
     in every column operation (cast, select, rename), which needs torchcodec for records holding bytes; so one map
     renames and selects instead, declaring each audio column as what it stores, a `{"bytes", "path"}` struct.
     """
-    from datasets import Audio, Features, Value
+    from datasets import Audio, Features
 
     if keep_columns and column != "audio" and "audio" in dataset.features:
         raise ValueError(f"the dataset already has a column 'audio' besides the audio column {column!r}.")
     kept = [name for name in dataset.features if keep_columns or name == column]
     renamed = {name: "audio" if name == column else name for name in kept}
-    stored = {"bytes": Value("binary"), "path": Value("string")}
     features = Features(
         {
-            renamed[name]: stored if isinstance(dataset.features[name], Audio) else dataset.features[name]
+            renamed[name]: audio_storage() if isinstance(dataset.features[name], Audio) else dataset.features[name]
             for name in kept
         }
     )

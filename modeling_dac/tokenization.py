@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from . import audio as audio_io
-from .audio_datasets import read_audio_record
+from .audio_datasets import audio_storage, read_audio_record
 from .batching import encoder_receptive_field
 from .feature_extraction_dac import DacFeatureExtractor
 
@@ -303,16 +303,20 @@ def _iterate(dataset: IterableDataset):
 def _materialize(dataset: IterableDataset, cache_dir: Path) -> Dataset:
     """Iterate an `IterableDataset` into Arrow files under ``cache_dir``.
 
-    Undecoded `Audio` columns are written as their storage struct and cast back afterwards: writing through
-    the `Audio` feature would call its encoder, which needs torchcodec.
+    Undecoded `Audio` columns, and the `{"bytes", "path"}` structs a stream declares for them, are written as that
+    struct and cast to `Audio(decode=False)` afterwards: writing through the `Audio` feature would call its encoder,
+    which needs torchcodec.
     """
-    from datasets import Audio, Dataset, Features, Value
+    from datasets import Audio, Dataset, Features
 
     features = dataset.features
-    audio_columns = [name for name, feature in (features or {}).items() if isinstance(feature, Audio)]
+    audio_columns = [
+        name for name, feature in (features or {}).items() if isinstance(feature, Audio) or feature == audio_storage()
+    ]
     if features is not None:
-        storage = {"bytes": Value("binary"), "path": Value("string")}
-        features = Features({name: storage if name in audio_columns else feature for name, feature in features.items()})
+        features = Features(
+            {name: audio_storage() if name in audio_columns else feature for name, feature in features.items()}
+        )
     materialized = Dataset.from_generator(
         _iterate,
         features=features,

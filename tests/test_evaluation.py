@@ -10,6 +10,7 @@ import json
 import math
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -238,6 +239,18 @@ def test_invalid_options_are_explained(workspace, tmp_path, capsys, options, mes
     assert message in capsys.readouterr().err
 
 
+def test_a_visqol_that_is_not_visqol_python_is_refused_before_any_encode(workspace, tmp_path, count_encodes,
+                                                                          monkeypatch):
+    import types
+
+    monkeypatch.setitem(sys.modules, "visqol", types.ModuleType("visqol"))  # as Google's bindings: no VisqolApi
+    sys.modules["visqol"].__file__ = "/site-packages/visqol/__init__.py"
+    model = DacModel.from_pretrained(workspace / "model")
+    with pytest.raises(ValueError, match="is not visqol-python.*Or leave visqol out of the metrics"):
+        evaluate_model(model, str(workspace / "clips"), tmp_path / "out", metrics=["mel", "visqol"], progress=False)
+    assert len(count_encodes) == 0 and not (tmp_path / "out").exists()
+
+
 def test_visqol_added_later_is_computed_alone(workspace, tmp_path, count_encodes):
     data = tmp_path / "long"
     data.mkdir()
@@ -332,6 +345,9 @@ def test_parquet_folders_keep_the_splits_their_file_names_give(workspace, tmp_pa
     dataset.to_parquet(str(tmp_path / "nested" / "a" / "clips.parquet"))
     (tmp_path / "nested" / "a" / "notes.json").write_text("{}")  # not parquet: left out
     assert len(load_audio_dataset(str(tmp_path / "nested"), split="train")) == 2
+    # Hidden and underscore-prefixed files are not data (datasets skips them too): the splits stay.
+    dataset.to_parquet(str(tmp_path / "hub" / ".ipynb_checkpoints" / "train-00000-of-00001.parquet"))
+    assert len(load_audio_dataset(str(tmp_path / "hub"), split="test")) == 1
     # A split word in some names only (speech_test beside music) makes no splits: nothing is left out.
     dataset.to_parquet(str(tmp_path / "mixed" / "music.parquet"))
     dataset.to_parquet(str(tmp_path / "mixed" / "speech_test.parquet"))

@@ -251,6 +251,21 @@ def test_validation_is_held_out_and_sources_take_turns(tmp_path):
         build_datasets(DacDataArguments(dataset=[str(tmp_path / "music")], num_validation_examples=3), seed=0)
 
 
+def test_streamed_folders_and_parquet_sources_mix(tmp_path, tones):
+    # Hub-style parquet: an Audio column holding bytes (read without torchcodec), beside a folder of files.
+    from datasets import Audio
+
+    table = Dataset.from_dict({"audio": [{"bytes": path.read_bytes(), "path": path.name} for path in tones[:2]]})
+    table.cast_column("audio", Audio()).to_parquet(str(tmp_path / "hub" / "data" / "train-00000-of-00001.parquet"))
+    args = DacDataArguments(
+        dataset=[str(tones[0].parent), str(tmp_path / "hub")], streaming=True, num_validation_examples=1
+    )
+    train, _ = build_datasets(args, seed=0)
+    rows = [row["audio"] for row in train]  # the sources take turns, the shorter one cycling
+    assert {row["path"] for row in rows if row["bytes"]} == {tones[0].name, tones[1].name}
+    assert {Path(row["path"]).name for row in rows if not row["bytes"]} == {path.name for path in tones[1:]}
+
+
 def test_validation_crops_are_fixed(tones):
     records = load_source(DacDatasetSource(str(tones[0].parent)))
     dataset = DacValidationDataset(records, DacAudioCropper(16000, 4096), seed=0)
