@@ -19,7 +19,6 @@ report is always rebuilt from that file.
 """
 
 import hashlib
-import importlib.util
 import json
 import os
 import re
@@ -43,6 +42,7 @@ __all__ = [
     "evaluate_model",
     "read_results",
     "reconstruct_at_bitrates",
+    "validate_metrics",
 ]
 
 # Command-line name -> (key in the report, function(reference, estimate, sampling_rate)), in the paper's order.
@@ -163,17 +163,18 @@ def _validate_n_quantizers(n_quantizers_list: Sequence[int] | None, n_codebooks:
     return values
 
 
-def _validate_metrics(metric_names: Sequence[str]) -> list[str]:
+def validate_metrics(metric_names: Sequence[str]) -> list[str]:
+    """The command-line metric names in the paper's order; a ValueError for unknown ones or a missing package."""
     unknown = [name for name in metric_names if name not in EVALUATION_METRICS]
     if unknown or not metric_names:
         raise ValueError(
             f"Unknown or no metrics {unknown or list(metric_names)}: choose from {', '.join(EVALUATION_METRICS)}."
         )
-    if "visqol" in metric_names and importlib.util.find_spec("visqol") is None:
-        raise ValueError(
-            'ViSQOL needs the optional package visqol-python: pip install "modeling_dac[eval]" (or visqol-python), '
-            "or leave visqol out of the metrics."
-        )
+    if "visqol" in metric_names:
+        try:
+            codec_metrics.require_visqol()
+        except ImportError as error:
+            raise ValueError(f"{error} Or leave visqol out of the metrics.") from error
     return [name for name in EVALUATION_METRICS if name in metric_names]
 
 
@@ -309,7 +310,7 @@ def evaluate_model(
 
     config = model.config
     n_quantizers_list = _validate_n_quantizers(n_quantizers_list, config.n_codebooks)
-    metric_keys = [EVALUATION_METRICS[name][0] for name in _validate_metrics(metrics)]
+    metric_keys = [EVALUATION_METRICS[name][0] for name in validate_metrics(metrics)]
     if max_clips is not None and max_clips < 1:
         raise ValueError(f"max_clips must be at least 1, got {max_clips}.")
     if clip_seconds is not None and clip_seconds <= 0:

@@ -75,15 +75,10 @@ def run(args: argparse.Namespace) -> int:
     import matplotlib  # noqa: F401
     import torch
 
-    from ..evaluation import evaluate_model
+    from ..evaluation import evaluate_model, validate_metrics
     from ..evaluation_report import render_markdown
-    from ..metrics import require_visqol
 
-    if "visqol" in args.metrics:
-        try:
-            require_visqol()
-        except ImportError as error:  # one line, before the model loads
-            raise ValueError(str(error)) from error
+    validate_metrics(args.metrics)  # before the model loads
 
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     model = load_model(args.model, show_progress=not args.no_progress).to(device)
