@@ -87,6 +87,9 @@ def test_yaml_values_as_people_write_them(tmp_path):
         ("model:\n  downsampling_ratios: 2\n", "`downsampling_ratios` must be a list of int"),
         ("data:\n  streaming: maybe\n", "`streaming` must be one bool"),
         ("training:\n  output_dir: no\n", "`output_dir` must be one str, got False"),  # only mixed_precision maps it
+        ("data:\n  dataset: 123\n", "`dataset` must be one str or a list of str, got 123"),
+        ("data:\n  dataset: [data/a, 5]\n", "`dataset` must be one str or a list of str"),
+        ("data:\n  validation_dataset: {source: x}\n", "`validation_dataset` must be one str or a list of str"),
         ("data:\n  shuffle_buffer_size: 0\n", "shuffle_buffer_size must be at least 1"),
     ],
 )

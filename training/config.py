@@ -269,8 +269,13 @@ def _checked_yaml_values(parser: HfArgumentParser, values: dict, path: str) -> d
         action = actions.get(name)
         if name == "mixed_precision" and value is False:  # YAML reads Accelerate's unquoted `no` as false
             value = "no"
-        if value is None or action is None or name in _REPEATABLE_FIELDS:
+        if value is None or action is None:
             checked[name] = value
+            continue
+        if name in _REPEATABLE_FIELDS:  # one source may be written as a plain string
+            checked[name] = [value] if isinstance(value, str) else value
+            if not isinstance(checked[name], list) or not all(isinstance(item, str) for item in checked[name]):
+                raise ValueError(f"{path}: `{name}` must be one str or a list of str, got {value!r}.")
             continue
         expected = getattr(action.type, "__name__", str(action.type)).replace("string_to_bool", "bool")
         is_list = action.nargs == "+"
@@ -305,8 +310,7 @@ def load_training_arguments(
     model_args, data_args, training_args, _ = parser.parse_args_into_dataclasses(args=remaining)
     for name in _REPEATABLE_FIELDS:
         if not getattr(data_args, name) and yaml_values.get(name):
-            value = yaml_values[name]  # one source may be written as a plain string
-            setattr(data_args, name, [value] if isinstance(value, str) else list(value))
+            setattr(data_args, name, yaml_values[name])
     return model_args, data_args, training_args
 
 
