@@ -311,6 +311,7 @@ def test_cli_streams_a_parquet_file_that_declares_decoded_audio(saved_model, aud
     result = datasets.load_from_disk(str(tmp_path / "out"))
     assert result.column_names == ["audio", "label", "audio_codes", "n_frames"]
     assert result.features["label"] == datasets.ClassLabel(names=["speech", "music"])  # the column types stay
+    assert result.features["audio"] == datasets.Audio(decode=False)  # as without --streaming
     assert result[1]["audio"] == records[1]
     np.testing.assert_array_equal(np.array(result[1]["audio_codes"]), _expected_codes(model, _paths(audio_dir)[1]))
 
