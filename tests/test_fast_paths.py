@@ -2,11 +2,12 @@
 they claim: in-place Snake (bit-identical), the 1x1 convolution accumulated onto the skip path (float rounding),
 both leaving their inputs untouched and training unaffected; bf16 models (fp32 quantizer, dtype plumbing,
 bounded error), the compiled path, FLOP counting, the layer profile, the side-by-side benchmark in its quick
-mode and the FFT convolution the dropped-lever benchmark times. The device-generic timing and memory code runs
-here on the CPU."""
+mode and the FFT and Winograd convolutions the dropped-lever benchmarks time. The device-generic timing and
+memory code runs here on the CPU."""
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ from modeling_dac.modeling_dac import DacResidualUnit, DacSnake1d
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import bench_fft_convolution  # noqa: E402
 import bench_inference  # noqa: E402
+import bench_winograd_convolution  # noqa: E402
 import harness  # noqa: E402
 import profile_inference  # noqa: E402
 
@@ -302,3 +304,43 @@ def test_quantizer_runs_in_full_precision_under_bf16_autocast():
         model.decode(audio_codes=output.audio_codes)
     assert seen and set(seen) == {torch.float32}
     assert output.audio_values.dtype == torch.bfloat16  # the encoder and decoder still run in bf16
+
+
+def winograd_correlation(signal: torch.Tensor, kernel: torch.Tensor, outputs_per_tile: int) -> torch.Tensor:
+    """`y[i] = sum_j kernel[j] signal[i + j]` tile by tile with the benchmark's transforms, in float64."""
+    output_transform, kernel_transform, input_transform = bench_winograd_convolution.winograd_transforms(
+        outputs_per_tile
+    )
+    tiles = signal.unfold(0, outputs_per_tile + 6, outputs_per_tile)  # (tiles, n)
+    products = (tiles @ input_transform.T) * (kernel_transform @ kernel)
+    return (products @ output_transform.T).reshape(-1)
+
+
+@pytest.mark.parametrize("outputs_per_tile", [1, 2, 3, 4])
+def test_winograd_transforms_of_the_benchmark_are_exact(outputs_per_tile):
+    generator = torch.Generator().manual_seed(outputs_per_tile)
+    signal = torch.randn(outputs_per_tile * 20 + 6, dtype=torch.float64, generator=generator)
+    kernel = torch.randn(7, dtype=torch.float64, generator=generator)
+    expected = torch.nn.functional.conv1d(signal[None, None], kernel[None, None])[0, 0]
+    torch.testing.assert_close(winograd_correlation(signal, kernel, outputs_per_tile), expected, rtol=0, atol=1e-10)
+
+
+@pytest.mark.skipif(
+    not (shutil.which("c++") and shutil.which("ninja")), reason="building the C++ kernel needs c++ and ninja"
+)
+def test_winograd_kernel_of_the_benchmark_computes_snake_convolution_snake():
+    kernel = bench_winograd_convolution.load_kernel()
+    torch.manual_seed(0)
+    for dilation, length, outputs_per_tile, tiles_per_chunk in [(1, 100, 2, 16), (3, 77, 3, 8), (9, 500, 2, 256)]:
+        hidden_states = torch.randn(2, 5, length)
+        alpha1, alpha2 = torch.rand(1, 5, 1) + 0.5, torch.rand(1, 4, 1) + 0.5
+        weight, bias = torch.randn(4, 5, 7) / 6, torch.randn(4)
+        expected = bench_winograd_convolution.eager_snake_conv_snake(
+            hidden_states, alpha1, weight, bias, alpha2, dilation
+        )
+        transformed = bench_winograd_convolution.transform_weight(weight, outputs_per_tile)
+        result = bench_winograd_convolution.snake_conv_snake(
+            kernel, hidden_states, alpha1, transformed, bias, alpha2, dilation, tiles_per_chunk
+        )
+        assert result.shape == expected.shape
+        torch.testing.assert_close(result, expected, rtol=0, atol=5e-5 * expected.abs().max().item())
