@@ -21,6 +21,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from modeling_dac.modeling_dac import DacSnake1d
+
 from bench_fft_convolution import KERNEL_SIZE, LAYERS, best_time
 
 __all__ = ["load_kernel", "main", "snake_conv_snake", "transform_weight", "winograd_transforms"]
@@ -71,16 +73,17 @@ def load_kernel():
     return load("dac_winograd_convolution", [str(source)], extra_cflags=["-O3", "-march=native"])
 
 
-def snake(hidden_states: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    """DacSnake1d's inference path, on `(batch, channels, time)` with alpha `(1, channels, 1)`."""
-    activated = hidden_states * alpha
-    activated.sin_().square_()
-    return activated.mul_((alpha + 1e-9).reciprocal()).add_(hidden_states)
+def snake_activation(alpha: torch.Tensor) -> DacSnake1d:
+    """The package's Snake with the given alpha `(1, channels, 1)`."""
+    activation = DacSnake1d(alpha.shape[1])
+    activation.alpha.data = alpha
+    return activation
 
 
 def eager_snake_conv_snake(hidden_states, alpha1, weight, bias, alpha2, dilation: int) -> torch.Tensor:
-    convolved = F.conv1d(snake(hidden_states, alpha1), weight, bias, padding=3 * dilation, dilation=dilation)
-    return snake(convolved, alpha2)
+    """What the package runs for the first half of a residual unit at inference."""
+    activated = snake_activation(alpha1)(hidden_states)
+    return snake_activation(alpha2)(F.conv1d(activated, weight, bias, padding=3 * dilation, dilation=dilation))
 
 
 def transform_weight(weight: torch.Tensor, outputs_per_tile: int) -> torch.Tensor:
