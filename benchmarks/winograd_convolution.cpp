@@ -55,8 +55,9 @@ at::Tensor snake_conv_snake(
 
   std::vector<float> bt(n * n), at(m * n);
   const auto bt64 = input_transform.contiguous(), at64 = output_transform.contiguous();
-  std::transform(bt64.data_ptr<double>(), bt64.data_ptr<double>() + n * n, bt.begin(), [](double v) { return float(v); });
-  std::transform(at64.data_ptr<double>(), at64.data_ptr<double>() + m * n, at.begin(), [](double v) { return float(v); });
+  const auto to_float = [](double value) { return static_cast<float>(value); };
+  std::transform(bt64.data_ptr<double>(), bt64.data_ptr<double>() + n * n, bt.begin(), to_float);
+  std::transform(at64.data_ptr<double>(), at64.data_ptr<double>() + m * n, at.begin(), to_float);
 
   auto output = at::empty({batch, out_channels, length}, input.options());
   const float* x = input.data_ptr<float>();
