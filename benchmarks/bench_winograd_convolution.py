@@ -4,7 +4,7 @@ Winograd's minimal filtering F(m, 7) computes m outputs of a 7-tap convolution f
 inputs, so the matrix products shrink to n / (7 m) of the direct convolution's: 8/14 for F(2, 7), 9/21 for
 F(3, 7). `winograd_convolution.cpp` (built on first use with `torch.utils.cpp_extension`, which needs a C++
 compiler) runs the first half of a residual unit, Snake, dilated convolution, bias and Snake, in one pass over
-time chunks that stay in cache, with oneDNN/MKL's batched product for the n products. This script times it
+time chunks that stay in cache, with one `torch.bmm` for the n products. This script times it
 against the package's eager path for every width and frame rate of the 44.1 kHz model's residual units and
 reports the error relative to the largest output. docs/benchmarks.md has the figures and why the lever was
 dropped.
@@ -57,6 +57,8 @@ def winograd_transforms(outputs_per_tile: int) -> tuple[torch.Tensor, torch.Tens
     `y[i] = sum_j g[j] x[i + j]` of an n-sample tile x with a 7-tap kernel g (the transpose of Toom-Cook)."""
     m = outputs_per_tile
     n = m + KERNEL_SIZE - 1
+    if not 1 <= m <= len(POINTS) - KERNEL_SIZE + 2:
+        raise ValueError(f"outputs_per_tile must be 1 to {len(POINTS) - KERNEL_SIZE + 2}, got {m}")
     points = POINTS[: n - 1]
     as_tensor = lambda rows: torch.tensor([[float(v) for v in row] for row in rows], dtype=torch.float64)  # noqa: E731
     output_transform = as_tensor(zip(*_vandermonde(points, m)))
