@@ -15,6 +15,7 @@ dropped.
 from __future__ import annotations
 
 import argparse
+import functools
 from fractions import Fraction
 from pathlib import Path
 
@@ -52,6 +53,7 @@ def _inverse(matrix: list[list[Fraction]]) -> list[list[Fraction]]:
     return [row[size:] for row in rows]
 
 
+@functools.lru_cache  # exact arithmetic takes milliseconds: not inside the timed calls
 def winograd_transforms(outputs_per_tile: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """`(A^T (m, n), G (n, 7), B^T (n, n))` in float64 with `y = A^T [(G g) * (B^T x)]` for the correlation
     `y[i] = sum_j g[j] x[i + j]` of an n-sample tile x with a 7-tap kernel g (the transpose of Toom-Cook)."""
