@@ -5,6 +5,7 @@ loads in the other. The latent size (`hidden_size`) is a field of its own (128 i
 `hop_length` is always derived from the ratios.
 """
 
+import inspect
 import math
 
 from transformers import PretrainedConfig
@@ -120,6 +121,20 @@ class DacConfig(PretrainedConfig):
             )
         self.hop_length = derived_hop_length
         super().__init__(**kwargs)
+
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs):
+        """
+        As [`~transformers.PretrainedConfig.from_dict`], but overrides of DAC's own fields (`from_pretrained(...,
+        downsampling_ratios=...)`) go through `__init__`, so they are validated and `hop_length` is derived from them,
+        instead of being set on the finished config.
+        """
+        own_fields = inspect.signature(cls.__init__).parameters
+        overrides = {name: kwargs.pop(name) for name in list(kwargs) if name in own_fields and name != "self"}
+        config_dict = {**config_dict, **overrides}
+        if "downsampling_ratios" in overrides and "hop_length" not in overrides:
+            config_dict.pop("hop_length", None)  # the stored one belongs to the old ratios
+        return super().from_dict(config_dict, **kwargs)
 
     def _validate(self) -> None:
         for name in ("encoder_hidden_size", "decoder_hidden_size", "hidden_size", "n_codebooks", "codebook_dim"):

@@ -74,10 +74,10 @@ def reconstruct_at_bitrates(model, audio: np.ndarray, n_quantizers_list: Sequenc
         raise ValueError("reconstruct_at_bitrates needs the model in eval mode: call model.eval() first.")
     device = next(model.parameters()).device
     input_values = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None, None].to(device)
-    audio_codes = model.encode(input_values, n_quantizers=max(n_quantizers_list)).audio_codes
+    audio_codes = model.encode(input_values, n_quantizers=max(n_quantizers_list), return_dict=True).audio_codes
     reconstructions = {}
     for n_quantizers in n_quantizers_list:
-        audio_values = model.decode(audio_codes=audio_codes[:, :n_quantizers]).audio_values
+        audio_values = model.decode(audio_codes=audio_codes[:, :n_quantizers], return_dict=True).audio_values
         reconstructions[n_quantizers] = audio_values[0, 0, : len(audio)].float().cpu().numpy()
     return reconstructions
 

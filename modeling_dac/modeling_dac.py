@@ -9,6 +9,7 @@ behaviour is fixed and the fix documented on the method concerned.
 
 import contextlib
 import math
+import operator
 from dataclasses import dataclass
 
 import torch
@@ -294,7 +295,7 @@ class DacVectorQuantize(nn.Module):
 
     def lookup(self, codes: torch.LongTensor) -> torch.Tensor:
         """Raw (un-normalised) codebook rows, `(batch, frames) -> (batch, codebook_dim, frames)`."""
-        return F.embedding(codes, self.codebook.weight).transpose(1, 2)
+        return F.embedding(codes.long(), self.codebook.weight).transpose(1, 2)
 
 
 class DacResidualVectorQuantizer(nn.Module):
@@ -433,16 +434,17 @@ class DacPreTrainedModel(PreTrainedModel):
         """
         As [`~transformers.PreTrainedModel.from_pretrained`], also accepting checkpoints saved with weight norm
         active (`weight_g`/`weight_v`, or parametrizations' `original0`/`original1`, as `transformers.DacModel`
-        writes after `apply_weight_norm()`), in one file or sharded: their weights are folded on load, and every
+        writes after `apply_weight_norm()`), in safetensors or `pytorch_model.bin` files (read with
+        `weights_only=True`), single or sharded: their weights are folded on load, and every
         other argument (`dtype`, `device_map`, config overrides, ...) works as for plain checkpoints.
         """
-        checkpoints = _safetensors_files(pretrained_model_name_or_path, kwargs)
-        keys = [key for checkpoint in checkpoints for key in _safetensors_keys(checkpoint)]
+        checkpoints = _weight_files(pretrained_model_name_or_path, kwargs)
+        keys = [key for checkpoint in checkpoints for key in _weight_keys(checkpoint)]
         if not has_weight_norm_keys(keys):
             return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
         state_dict = {}
         for checkpoint in checkpoints:
-            state_dict.update(load_file(checkpoint))
+            state_dict.update(_load_weights(checkpoint))
         kwargs["config"] = kwargs.get("config") or pretrained_model_name_or_path
         loaded = super().from_pretrained(None, *model_args, state_dict=fold_weight_norm(state_dict), **kwargs)
         model = loaded[0] if isinstance(loaded, tuple) else loaded  # a tuple with `output_loading_info=True`
@@ -471,28 +473,44 @@ def _parameter_dtype(module: nn.Module) -> torch.dtype:
     return next(module.parameters()).dtype
 
 
-def _safetensors_files(name_or_path, kwargs: dict) -> list[str]:
+# Weight files in the order transformers prefers them: (single file, index of shards).
+_WEIGHT_FILE_NAMES = (
+    ("model.safetensors", "model.safetensors.index.json"),
+    ("pytorch_model.bin", "pytorch_model.bin.index.json"),
+)
+
+
+def _weight_files(name_or_path, kwargs: dict) -> list[str]:
     """
-    Paths of the safetensors weights of a local directory or hub repo: `model.safetensors`, or every shard listed
-    in `model.safetensors.index.json`; empty when there are none.
+    Paths of the weights of a local directory or hub repo: `model.safetensors` or its shards, else
+    `pytorch_model.bin` or its shards; empty when there are none.
     """
     hub_options = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder")
     options = {name: kwargs[name] for name in hub_options if name in kwargs}
     try:
-        single = cached_file(name_or_path, "model.safetensors", _raise_exceptions_for_missing_entries=False, **options)
-        if single is not None:
-            return [single]
-        index = cached_file(
-            name_or_path, "model.safetensors.index.json", _raise_exceptions_for_missing_entries=False, **options
-        )
-        return [] if index is None else get_checkpoint_shard_files(name_or_path, index, **options)[0]
+        for single_name, index_name in _WEIGHT_FILE_NAMES:
+            single = cached_file(name_or_path, single_name, _raise_exceptions_for_missing_entries=False, **options)
+            if single is not None:
+                return [single]
+            index = cached_file(name_or_path, index_name, _raise_exceptions_for_missing_entries=False, **options)
+            if index is not None:
+                return get_checkpoint_shard_files(name_or_path, index, **options)[0]
     except (OSError, ValueError):
-        return []
+        pass
+    return []
 
 
-def _safetensors_keys(path: str) -> list[str]:
-    with safe_open(path, framework="pt") as handle:
-        return list(handle.keys())
+def _weight_keys(path: str) -> list[str]:
+    if path.endswith(".safetensors"):
+        with safe_open(path, framework="pt") as handle:
+            return list(handle.keys())
+    return list(torch.load(path, map_location="cpu", weights_only=True, mmap=True))
+
+
+def _load_weights(path: str) -> dict[str, torch.Tensor]:
+    if path.endswith(".safetensors"):
+        return load_file(path)
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 class DacModel(DacPreTrainedModel):
@@ -531,15 +549,15 @@ class DacModel(DacPreTrainedModel):
 
     def get_audio_codes_mask(self, padding_mask: torch.Tensor) -> torch.Tensor:
         """
-        Frame mask `(batch, ceil(samples / hop_length))` from a right-padded sample mask `(batch, samples)`:
-        a frame is 1 when any of its `hop_length` samples is real audio. Same dtype as `padding_mask`.
+        Frame mask `(batch, ceil(samples / hop_length))`, int64, from a right-padded sample mask `(batch, samples)`
+        of any dtype: a frame is 1 when any of its `hop_length` samples is real audio.
         """
         if padding_mask.ndim != 2:
             raise ValueError(f"`padding_mask` must have shape (batch, samples), got {tuple(padding_mask.shape)}.")
         lengths = self.get_encoded_length(padding_mask.long().sum(-1))
         frames = self.get_encoded_length(padding_mask.shape[-1])
         frame_index = torch.arange(frames, device=padding_mask.device)
-        return (frame_index[None, :] < lengths[:, None]).to(padding_mask.dtype)
+        return (frame_index[None, :] < lengths[:, None]).long()
 
     def _check_input_values(self, input_values: torch.Tensor, padding_mask: torch.Tensor | None):
         if not isinstance(input_values, torch.Tensor):
@@ -555,6 +573,11 @@ class DacModel(DacPreTrainedModel):
             raise ValueError("`input_values` is empty (0 samples).")
         if not torch.isfinite(input_values).all():
             raise ValueError("`input_values` contains NaN or Inf.")
+        if padding_mask is not None and not isinstance(padding_mask, torch.Tensor):
+            raise ValueError(
+                f"`padding_mask` must be a torch.Tensor of shape (batch, samples), got {type(padding_mask).__name__}; "
+                "pass the number of codebooks by name, `n_quantizers=...` (the Transformers port takes it second)."
+            )
         if padding_mask is not None and padding_mask.shape != (input_values.shape[0], input_values.shape[-1]):
             raise ValueError(
                 f"`padding_mask` must have shape (batch, samples) = {(input_values.shape[0], input_values.shape[-1])}, "
@@ -566,15 +589,21 @@ class DacModel(DacPreTrainedModel):
                 "pad at the end of each clip, as DacFeatureExtractor does."
             )
 
-    def _check_n_quantizers(self, n_quantizers: int | None):
+    def _check_n_quantizers(self, n_quantizers) -> int | None:
+        """`n_quantizers` as a Python int (numpy integers and 0-d integer tensors are accepted), or None."""
         if n_quantizers is None:
-            return
-        if isinstance(n_quantizers, bool) or not isinstance(n_quantizers, int):
-            raise ValueError(f"`n_quantizers` must be an int or None, got {n_quantizers!r}.")
-        if not 1 <= n_quantizers <= self.config.n_codebooks:
+            return None
+        try:
+            if isinstance(n_quantizers, bool):
+                raise TypeError
+            value = operator.index(n_quantizers)
+        except TypeError:
+            raise ValueError(f"`n_quantizers` must be an int or None, got {n_quantizers!r}.") from None
+        if not 1 <= value <= self.config.n_codebooks:
             raise ValueError(
-                f"`n_quantizers` must be between 1 and n_codebooks={self.config.n_codebooks}, got {n_quantizers}."
+                f"`n_quantizers` must be between 1 and n_codebooks={self.config.n_codebooks}, got {value}."
             )
+        return value
 
     def encode(
         self,
@@ -602,7 +631,7 @@ class DacModel(DacPreTrainedModel):
             return_dict (`bool`, *optional*): return a [`DacEncoderOutput`] (default) or a tuple.
         """
         self._check_input_values(input_values, padding_mask)
-        self._check_n_quantizers(n_quantizers)
+        n_quantizers = self._check_n_quantizers(n_quantizers)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
 
         if padding_mask is not None:
@@ -642,7 +671,8 @@ class DacModel(DacPreTrainedModel):
             quantized_representation (`torch.FloatTensor` of shape `(batch_size, hidden_size, frames)`, *optional*):
                 Decoder input, e.g. from [`DacModel.encode`].
             audio_codes (`torch.LongTensor` of shape `(batch_size, K, frames)`, *optional*):
-                Codes of the first K codebooks, 1 <= K <= n_codebooks; used instead of `quantized_representation`.
+                Codes of the first K codebooks, 1 <= K <= n_codebooks, of any integer dtype (the int16 codes that
+                `tokenize_dataset` stores decode as they are); an alternative to `quantized_representation`.
             return_dict (`bool`, *optional*): return a [`DacDecoderOutput`] (default) or a tuple.
 
         The official decoder computes `hop_length * frames - 8` samples when a stride is odd (the 16 and 24 kHz
@@ -651,6 +681,8 @@ class DacModel(DacPreTrainedModel):
         zeros (silence, 0.3 ms at 24 kHz), so that every config returns `frames * hop_length` samples.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
+        if audio_codes is not None and quantized_representation is not None:
+            raise ValueError("Pass either `quantized_representation` or `audio_codes` to `decode`, not both.")
         if audio_codes is not None:
             self._check_audio_codes(audio_codes)
             with _without_autocast(audio_codes.device.type):
@@ -697,8 +729,9 @@ class DacModel(DacPreTrainedModel):
         `padding_mask` is 0) are set to zero. Arguments as in [`DacModel.encode`].
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
-        encoded = self.encode(input_values, padding_mask=padding_mask, n_quantizers=n_quantizers)
-        audio_values = self.decode(encoded.quantized_representation).audio_values[..., : input_values.shape[-1]]
+        encoded = self.encode(input_values, padding_mask=padding_mask, n_quantizers=n_quantizers, return_dict=True)
+        decoded = self.decode(encoded.quantized_representation, return_dict=True)
+        audio_values = decoded.audio_values[..., : input_values.shape[-1]]
         if padding_mask is not None:
             audio_values = audio_values * padding_mask[:, None, :].to(audio_values.dtype)
         output = DacOutput(

@@ -192,7 +192,7 @@ class DacStreamingEncoder(_DacStream):
         window_duration: float | None = None,
         batch_size: int = 1,
     ):
-        model._check_n_quantizers(n_quantizers)
+        n_quantizers = model._check_n_quantizers(n_quantizers)
         super().__init__(model, encoder_context(model.config), model.config.hop_length, window_duration, batch_size)
         self.n_quantizers = n_quantizers
         self.latency_samples = self.context.right * model.config.hop_length

@@ -52,7 +52,7 @@ def _encode_padded(model: DacModel, clips: list[torch.Tensor], n_quantizers: int
     extractor = DacFeatureExtractor.from_model_config(model.config)
     features = extractor([clip.numpy() for clip in clips], sampling_rate=model.config.sampling_rate)
     features = features.to(model.device)
-    return model.encode(**features, n_quantizers=n_quantizers).audio_codes
+    return model.encode(**features, n_quantizers=n_quantizers, return_dict=True).audio_codes
 
 
 @torch.inference_mode()

@@ -289,7 +289,7 @@ def encode_windows(
         n_windows, channels, samples = audio.shape
         input_values = audio.reshape(n_windows * channels, 1, samples).to(device=device, dtype=dtype)
         with _inference(model):
-            codes = model.encode(input_values, n_quantizers=n_quantizers).audio_codes.cpu()
+            codes = model.encode(input_values, n_quantizers=n_quantizers, return_dict=True).audio_codes.cpu()
         codes = codes.reshape(n_windows, channels, *codes.shape[1:])
         for window, window_codes in zip(group, codes):
             offset = window.keep_start - window.start
@@ -311,7 +311,7 @@ def decode_windows(
         n_windows, channels = codes.shape[:2]
         audio_codes = codes.reshape(n_windows * channels, *codes.shape[2:]).to(device=device, dtype=torch.long)
         with _inference(model):
-            audio = model.decode(audio_codes=audio_codes).audio_values.float().cpu()
+            audio = model.decode(audio_codes=audio_codes, return_dict=True).audio_values.float().cpu()
         audio = audio.reshape(n_windows, channels, audio.shape[-1])
         for window, window_audio in zip(group, audio):
             offset = (window.keep_start - window.start) * hop_length
@@ -365,7 +365,7 @@ def encode_long(
         raise ValueError("`audio` is empty (0 samples).")
     if not torch.isfinite(audio).all():
         raise ValueError("`audio` contains NaN or Inf.")
-    model._check_n_quantizers(n_quantizers)
+    n_quantizers = model._check_n_quantizers(n_quantizers)
     _check_batch_size(batch_size)
     config, channels = model.config, audio.shape[0]
     hop_length = config.hop_length

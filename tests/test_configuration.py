@@ -67,6 +67,19 @@ def test_port_config_with_wrong_hop_length_is_corrected_with_a_warning(tmp_path,
     assert "hop_length=512" in caplog.text
 
 
+def test_from_pretrained_overrides_are_validated_and_derive_hop_length():
+    # transformers sets override kwargs on the finished config; here they go through __init__.
+    config = DacConfig.from_pretrained("hub_configs/tiny", downsampling_ratios=[2, 4, 8, 8], upsampling_ratios=[8, 8, 4, 2])
+    assert config.hop_length == 512
+    assert DacConfig.from_pretrained("hub_configs/tiny", hop_length=512).hop_length == 320
+    with pytest.raises(ValueError, match="codebook_size"):
+        DacConfig.from_pretrained("hub_configs/tiny", codebook_size=100)
+    with pytest.raises(ValueError, match="upsampling_ratios"):
+        DacConfig.from_pretrained("hub_configs/tiny", downsampling_ratios=[2, 4, 8, 8])
+    config, unused = DacConfig.from_pretrained("hub_configs/tiny", n_codebooks=3, unknown=1, return_unused_kwargs=True)
+    assert config.n_codebooks == 3 and unused == {"unknown": 1}
+
+
 @pytest.mark.parametrize(
     "fields, named",
     [

@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 from transformers import PreTrainedModel
@@ -131,6 +132,53 @@ def test_bad_codes_are_a_clear_error():
         model.decode(audio_codes=torch.zeros(1, 2, 0, dtype=torch.long))
 
 
+def test_decode_refuses_codes_and_a_quantized_representation_together():
+    model = small_model()
+    codes = model.encode(torch.randn(1, 1, 512) * 0.1).audio_codes
+    with pytest.raises(ValueError, match="not both"):
+        model.decode(quantized_representation=model.quantizer.from_codes(codes), audio_codes=codes)
+
+
+def test_positional_n_quantizers_in_the_ports_place_is_a_clear_error():
+    # transformers.DacModel.encode(input_values, n_quantizers); here the second argument is padding_mask.
+    with pytest.raises(ValueError, match="`padding_mask` must be a torch.Tensor.*n_quantizers="):
+        small_model().encode(torch.zeros(1, 1, 512), 2)
+
+
+@pytest.mark.parametrize("n_quantizers", [np.int64(3), torch.tensor(3)], ids=["numpy", "0-d tensor"])
+def test_integer_like_n_quantizers_are_accepted(n_quantizers):
+    model = small_model()
+    audio = torch.randn(1, 1, 1024) * 0.1
+    codes = model.encode(audio, n_quantizers=n_quantizers).audio_codes
+    assert torch.equal(codes, model.encode(audio, n_quantizers=3).audio_codes)
+
+
+@pytest.mark.parametrize("dtype", [torch.int16, torch.int32, torch.uint8])
+def test_codes_of_any_integer_dtype_decode_like_int64(dtype):
+    model = small_model()
+    codes = model.encode(torch.randn(1, 1, 1024) * 0.1).audio_codes
+    expected = model.decode(audio_codes=codes).audio_values
+    torch.testing.assert_close(model.decode(audio_codes=codes.to(dtype)).audio_values, expected, rtol=0, atol=0)
+
+
+def test_return_dict_false_gives_tuples_and_the_helpers_still_work():
+    from modeling_dac.lm_bridge import codes_to_audio
+    from modeling_dac.tokenization import encode_clips
+
+    model = small_model(return_dict=False)
+    audio = torch.randn(2, 1, 1024) * 0.1
+    with torch.no_grad():
+        output = model(audio)
+        encoded = model.encode(audio)
+        assert isinstance(output, tuple) and isinstance(encoded, tuple)
+        reference = small_model().encode(audio).audio_codes
+        assert torch.equal(encoded[2], reference)
+        assert torch.equal(model.decode(audio_codes=reference)[0], small_model().decode(audio_codes=reference).audio_values)
+    clips_codes = encode_clips(model, [audio[0, 0], audio[1, 0, :700]])
+    assert torch.equal(clips_codes[0], reference[0])
+    assert codes_to_audio(model, clips_codes)[1].shape == (clips_codes[1].shape[-1] * model.config.hop_length,)
+
+
 def test_encoded_length_and_codes_mask():
     model = small_model()
     assert model.get_encoded_length(1) == 1
@@ -145,6 +193,7 @@ def test_encoded_length_and_codes_mask():
     torch.testing.assert_close(model.get_audio_codes_mask(padding_mask), expected)
     output = model.encode(torch.randn(3, 1, 2048) * 0.1, padding_mask=padding_mask)
     torch.testing.assert_close(output.audio_codes_mask, expected)
+    torch.testing.assert_close(model.get_audio_codes_mask(padding_mask.bool()), expected)  # int64 for any mask
 
 
 def test_quantizer_dropout_in_training_follows_the_released_code():
@@ -232,6 +281,18 @@ def test_checkpoint_with_weight_norm_loads_folded_with_the_from_pretrained_optio
     assert set(reloaded.state_dict()) == set(plain)
     for name, tensor in reloaded.state_dict().items():
         torch.testing.assert_close(tensor, plain[name].to(tensor.dtype))
+
+
+def test_pytorch_model_bin_with_weight_norm_loads_folded(tmp_path):
+    model = small_model()
+    plain = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    model.apply_weight_norm()
+    model.config.save_pretrained(tmp_path)
+    torch.save(model.state_dict(), tmp_path / "pytorch_model.bin")
+    reloaded = DacModel.from_pretrained(tmp_path)
+    assert set(reloaded.state_dict()) == set(plain)
+    for name, tensor in reloaded.state_dict().items():
+        torch.testing.assert_close(tensor, plain[name], rtol=1e-6, atol=1e-7)
 
 
 def test_transposed_convolution_weight_norm_is_over_input_channels():

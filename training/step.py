@@ -105,7 +105,7 @@ class DacGanStep:
         self.discriminator.train()
         result = DacStepResult()
         start = self._clock()
-        output = self.generator(audio)
+        output = self.generator(audio, return_dict=True)
         reconstruction = output.audio_values.float()
         forward_done = self._clock()
         if self.args.trains_discriminator:
