@@ -177,12 +177,39 @@ def _unpadded_length(convolutions: list[nn.Module], length: int) -> int:
     return length
 
 
+def _official_order(metadata: DacFileMetadata) -> bool:
+    """Whether a file decodes in the official order: official files, and any encoded in unpadded chunks."""
+    return metadata.official_dac_version is not None or not metadata.padding
+
+
+def _decode_official(
+    model: nn.Module, dac_file: DacFile, window_duration: float | None, batch_size: int, show_progress: bool
+) -> np.ndarray:
+    """
+    Audio `(channels, original_length)` of an official descript-audio-codec 1.0.0 file, decoded in its order:
+    decoded whole at the model's rate (chunk by chunk without convolution padding for chunked files), scaled to
+    the stored loudness, which the official encoder measured at the model's rate, then resampled and cut.
+
+    One gain serves all channels, as the loudness was measured over all of them. The official `decompress`
+    instead scales each channel alone to that loudness, which makes equal stereo channels about 3 dB louder than
+    the input and changes the balance between channels; mono files decode identically.
+    """
+    metadata = dac_file.metadata
+    if metadata.padding:
+        audio = decode_long(model, dac_file.codes, window_duration, batch_size, show_progress).numpy()
+    else:
+        audio = _decode_official_chunks(model, dac_file, show_progress)
+    if metadata.loudness is not None:
+        audio = audio * _gain(_loudness(audio, model.config.sampling_rate), metadata.loudness)
+    audio = resample(audio.astype(np.float32), model.config.sampling_rate, metadata.sample_rate)
+    return _fit_length(audio, metadata.original_length).astype(np.float32)
+
+
 def _decode_official_chunks(model: nn.Module, dac_file: DacFile, show_progress: bool) -> np.ndarray:
     """
-    Audio `(channels, samples)` of an official file encoded in chunks without convolution padding, decoded as
-    descript-audio-codec 1.0.0's `decompress` does: each `chunk_length` frames through the decoder with every
-    convolution's padding set to 0, concatenated, scaled to the stored loudness at the model's rate,
-    resampled and cut to the original length.
+    Audio `(channels, samples)` at the model's rate of an official file encoded in chunks without convolution
+    padding: each `chunk_length` frames through the decoder with every convolution's padding set to 0, as
+    descript-audio-codec 1.0.0's `decompress` does, concatenated.
     """
     from tqdm.auto import tqdm
 
@@ -206,11 +233,7 @@ def _decode_official_chunks(model: nn.Module, dac_file: DacFile, show_progress: 
     finally:
         for layer, padding in zip(convolutions, paddings):
             layer.padding = padding
-    audio = np.concatenate(pieces, axis=-1)
-    if metadata.loudness is not None:
-        audio = audio * _gain(_loudness(audio, model.config.sampling_rate), metadata.loudness)
-    audio = resample(audio.astype(np.float32), model.config.sampling_rate, metadata.sample_rate)
-    return _fit_length(audio, metadata.original_length).astype(np.float32)
+    return np.concatenate(pieces, axis=-1)
 
 
 def decompress(
@@ -226,13 +249,13 @@ def decompress(
     The file is first checked against the model (`DacFile.check_compatible`: a clear ValueError if the model
     cannot decode it). The codes are decoded window by window (equal to a whole-file `model.decode`),
     resampled to the original rate, cut to the original length and, if the file stores an input loudness,
-    scaled to it. Official descript-audio-codec files encoded in chunks without padding are decoded the
-    official way (see `_decode_official_chunks`). Other arguments as in `compress`.
+    scaled to it. Official descript-audio-codec files are decoded in the official order (see
+    `_decode_official`). Other arguments as in `compress`.
     """
     dac_file = _load_checked(model, dac_file)
     metadata = dac_file.metadata
-    if not metadata.padding:
-        return _decode_official_chunks(model, dac_file, show_progress)
+    if _official_order(metadata):
+        return _decode_official(model, dac_file, window_duration, batch_size, show_progress)
     audio = decode_long(model, dac_file.codes, window_duration, batch_size, show_progress).numpy()
     audio = _fit_length(resample(audio, model.config.sampling_rate, metadata.sample_rate), metadata.original_length)
     if metadata.loudness is not None:
@@ -360,8 +383,8 @@ def _decoded_blocks(
 ) -> Iterator[np.ndarray]:
     """The decoded audio `(channels, samples)` in blocks at the original rate, `original_length` in all."""
     metadata = dac_file.metadata
-    if not metadata.padding:  # official chunked files are decoded whole, as the official code does
-        yield decompress(model, dac_file, show_progress=show_progress)
+    if _official_order(metadata):  # decoded whole
+        yield decompress(model, dac_file, window_duration, batch_size, show_progress)
         return
     resampler = _StreamResampler(model.config.sampling_rate, metadata.sample_rate, metadata.channels)
     remaining = metadata.original_length
@@ -400,7 +423,7 @@ def decompress_file(
         samplerate=metadata.sample_rate, channels=metadata.channels, format=output_format, subtype=subtype
     )
     with atomic_write_path(output_path) as temporary:
-        if metadata.loudness is not None and metadata.padding:  # official chunked files come out scaled already
+        if metadata.loudness is not None and not _official_order(metadata):  # else it comes out scaled
             blocks = _scaled_to_loudness(blocks, metadata, output_path)
         with _sound_file(temporary, "w", name=output_path, **sink_options) as sink:
             for block in blocks:

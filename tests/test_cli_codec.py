@@ -269,6 +269,9 @@ def test_info_reports_unreadable_files_and_keeps_going(tmp_path, capsys):
 
 def test_directory_round_trip_mirrors_the_tree_and_reports_a_bad_file(audio_tree, tmp_path, model_dir, capsys):
     (audio_tree / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" + bytes(100))
+    for hidden in (audio_tree / ".hidden.wav", audio_tree / ".ipynb_checkpoints" / "a-checkpoint.wav"):
+        hidden.parent.mkdir(exist_ok=True)
+        hidden.write_bytes(b"not read: hidden")
     codes_dir, decoded_dir = tmp_path / "codes", tmp_path / "decoded"
 
     assert main(["encode", str(audio_tree), "-o", str(codes_dir), "--model", str(model_dir), "--no-progress"]) == 1

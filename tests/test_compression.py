@@ -231,12 +231,15 @@ def test_file_path_memory_does_not_grow_with_the_length(tmp_path, monkeypatch):
     assert long < short + 100_000, (short, long)
 
 
-def official_file(codes: torch.Tensor, chunk_length: int, original_length: int, loudness) -> DacFile:
-    """An official descript-audio-codec 1.0.0 chunked file (convolution padding off) holding `codes`."""
+def official_file(
+    codes: torch.Tensor, chunk_length: int | None, original_length: int, loudness, sample_rate: int = 44100
+) -> DacFile:
+    """An official descript-audio-codec 1.0.0 file holding `codes`: chunked (convolution padding off) when
+    `chunk_length` is given, else one padded chunk, as the official code writes clips shorter than its window."""
     metadata = DacFileMetadata(
-        sample_rate=44100, original_length=original_length, channels=codes.shape[0], n_codebooks=codes.shape[1],
-        codebook_size=None, hop_length=None, model_sampling_rate=None, loudness=loudness,
-        chunk_length=chunk_length, padding=False, official_dac_version="1.0.0",
+        sample_rate=sample_rate, original_length=original_length, channels=codes.shape[0],
+        n_codebooks=codes.shape[1], codebook_size=None, hop_length=None, model_sampling_rate=None,
+        loudness=loudness, chunk_length=chunk_length, padding=chunk_length is None, official_dac_version="1.0.0",
     )  # fmt: skip
     return DacFile(codes.numpy(), metadata)
 
@@ -286,6 +289,34 @@ def test_official_chunked_files_restore_the_stored_loudness():
     decoded = decompress(model, official_file(codes, 30, 3 * 7018, loudness=-20.0))
     assert decoded.shape == (1, 3 * 7018)
     assert integrated_loudness(decoded, 44100) == pytest.approx(-20.0, abs=1e-6)
+
+
+def test_official_stereo_files_get_one_gain_for_all_channels():
+    # The loudness was measured over both channels; the official decompress scales each channel alone to it.
+    model = random_model("44khz", n_codebooks=9)
+    codes = whole_encode(model, torch.from_numpy(music_like(2, 90 * 512, 44100)))
+    unscaled = decompress(model, official_file(codes, 30, 3 * 7018, loudness=None))
+    decoded = decompress(model, official_file(codes, 30, 3 * 7018, loudness=-20.0))
+    assert integrated_loudness(decoded, 44100) == pytest.approx(-20.0, abs=1e-6)
+    gains = np.sqrt(np.mean(decoded**2, axis=1) / np.mean(unscaled**2, axis=1))
+    assert gains[0] == pytest.approx(gains[1], rel=1e-5) and gains[0] != pytest.approx(1.0, rel=1e-2)
+
+
+def test_official_padded_files_are_scaled_at_the_model_rate_before_resampling(tmp_path):
+    # The official encoder measured the loudness after resampling to the model's rate, and its decoder scales
+    # there too; the gain is a single number, so the output is the unscaled decode times that gain.
+    model = random_model("44khz", n_codebooks=9)
+    codes = whole_encode(model, torch.from_numpy(music_like(1, 40 * 512, 44100)))
+    original_length = 40 * 512 * 48000 // 44100
+    unscaled = decompress(model, official_file(codes, None, original_length, loudness=None, sample_rate=48000))
+    official = official_file(codes, None, original_length, loudness=-20.0, sample_rate=48000)
+    decoded = decompress(model, official)
+    at_model_rate = whole_decode(model, codes).numpy()
+    gain = 10 ** ((-20.0 - integrated_loudness(at_model_rate, 44100)) / 20)
+    np.testing.assert_allclose(decoded, unscaled * gain, rtol=1e-5, atol=1e-7)
+    assert abs(integrated_loudness(decoded, 48000) - -20.0) > 1e-4  # measured at 48 kHz it differs a little
+    written = decompress_file(model, official, tmp_path / "clip.wav", subtype="FLOAT")
+    np.testing.assert_array_equal(soundfile.read(written, dtype="float32", always_2d=True)[0].T, decoded)
 
 
 def test_official_chunked_files_decode_with_a_bf16_decoder():

@@ -232,6 +232,7 @@ def test_other_settings_are_refused_in_the_same_output(workspace, evaluated, tmp
         (("--n-quantizers", "1,5"), "n_codebooks=4"),
         (("--metrics", "mel,pesq"), "choose from mel, stft, visqol, sisdr"),
         (("--clip-seconds", "0"), "clip_seconds must be positive"),
+        (("--device", "gpu9"), "--device 'gpu9' is not a torch device"),
     ],
 )
 def test_invalid_options_are_explained(workspace, tmp_path, capsys, options, message):

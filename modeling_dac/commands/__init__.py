@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["DEFAULT_MODEL", "Command", "add_model_argument", "load_model"]
+__all__ = ["DEFAULT_MODEL", "Command", "add_model_argument", "load_model", "resolve_device"]
 
 # The checkpoint `--model` falls back to: the reference codec shipped in a checkout of the repository
 # (checkpoints/dac_reference, trained with training/; see docs/reference_checkpoint.md). An installed package
@@ -36,6 +36,21 @@ def add_model_argument(parser: argparse.ArgumentParser) -> None:
         help="save_pretrained directory or hub id of a DacModel (default: the repository's reference checkpoint, "
         "a small 16 kHz codec; use a converted official model for real quality)",
     )
+
+
+def resolve_device(name: str):
+    """The torch device `--device` names (`auto`: cuda when available), or a ValueError saying what is wrong."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise ValueError(f"--device {name!r} is not a torch device (use cpu, cuda, cuda:1 or auto).") from error
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for, but torch sees no CUDA device; use --device cpu or auto.")
+    return device
 
 
 def load_model(model: str | None, show_progress: bool = True):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..audio import AUDIO_EXTENSIONS
-from . import Command, add_model_argument, load_model
+from . import Command, add_model_argument, load_model, resolve_device
 
 __all__ = ["COMMANDS", "Job", "describe_dac_file", "plan_jobs"]
 
@@ -35,11 +35,15 @@ class Job:
 
 
 def _matching_files(directory: Path, suffixes: Iterable[str]) -> list[Path]:
+    """Files under `directory` with one of `suffixes`, leaving out hidden files and whatever hidden folders hold
+    (`.ipynb_checkpoints/`, `.Trash/`, the temporary files of an interrupted run)."""
     suffixes = {suffix.lower() for suffix in suffixes}
     return sorted(
         path
         for path in directory.rglob("*")
-        if path.is_file() and path.suffix.lower() in suffixes and not path.name.startswith(".")
+        if path.is_file()
+        and path.suffix.lower() in suffixes
+        and not any(part.startswith(".") for part in path.relative_to(directory).parts)
     )
 
 
@@ -164,22 +168,8 @@ def _failure_line(path, error: Exception) -> str:
     return f"{path}: {message}"
 
 
-def _resolve_device(name: str):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as error:
-        raise ValueError(f"--device {name!r} is not a torch device (use cpu, cuda, cuda:1 or auto).") from error
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for, but torch sees no CUDA device; use --device cpu or auto.")
-    return device
-
-
 def _load_model(args: argparse.Namespace):
-    device = _resolve_device(args.device)
+    device = resolve_device(args.device)
     model = load_model(args.model, show_progress=not args.no_progress)
     try:
         return model.to(device)

@@ -2,7 +2,7 @@
 
 import argparse
 
-from . import Command, add_model_argument, load_model
+from . import Command, add_model_argument, load_model, resolve_device
 
 __all__ = ["COMMANDS"]
 
@@ -73,14 +73,13 @@ def run(args: argparse.Namespace) -> int:
     # reported before any work.
     import datasets  # noqa: F401
     import matplotlib  # noqa: F401
-    import torch
 
     from ..evaluation import evaluate_model, validate_metrics
     from ..evaluation_report import render_markdown
 
     validate_metrics(args.metrics)  # before the model loads
 
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    device = resolve_device(args.device)
     model = load_model(args.model, show_progress=not args.no_progress).to(device)
     if "visqol" in args.metrics:
         print("Note: ViSQOL takes about a second per clip and bitrate; leave it out with --metrics mel,stft,sisdr.")
