@@ -15,6 +15,7 @@ See docs/tokens.md for drawings of each layout.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeVar
@@ -202,9 +203,9 @@ def truncate_codebooks(codes: ArrayT, n: int) -> ArrayT:
     codes_tensor, is_numpy = _as_int64_tensor(codes, "codes")
     _check_ndim(codes_tensor, 3, "codes", "[batch, n_codebooks, frames]")
     n_codebooks = codes_tensor.shape[1]
-    if int(n) != n or not 1 <= n <= n_codebooks:
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or not 1 <= n <= n_codebooks:
         raise ValueError(f"n must be an integer in [1, {n_codebooks}] (the codebooks present), got {n!r}")
-    return _like_input(codes_tensor[:, :n].clone(), is_numpy)
+    return _like_input(codes_tensor[:, : int(n)].clone(), is_numpy)
 
 
 def truncate_tokens(tokens: ArrayT, n_codebooks: int, codebook_size: int, n: int) -> ArrayT:

@@ -277,7 +277,7 @@ def test_truncation_copies_and_checks_n():
     kept = truncate_codebooks(codes, 1)
     kept[0, 0, 0] = 0
     assert codes[0, 0, 0] == 1
-    for n in (0, 3):
+    for n in (0, 3, 2.0, True):
         with pytest.raises(ValueError, match=r"n must be an integer in \[1, 2\]"):
             truncate_codebooks(codes, n)
     with pytest.raises(ValueError, match="special token 8 \\(bos\\)"):
