@@ -108,7 +108,7 @@ def load_audio_dataset(
     audio column (default: the first `Audio` feature, else `"audio"`). Audio features are read undecoded (on a
     stream, declared as their `{"bytes", "path"}` struct); other columns are dropped unless `keep_columns=True`.
     """
-    from datasets import Audio, Dataset, IterableDataset, load_dataset, load_from_disk
+    from datasets import Audio, Dataset, IterableDataset, Value, load_dataset, load_from_disk
 
     path = Path(source)
     if path.is_dir() and _is_saved_dataset(path):
@@ -150,6 +150,10 @@ def load_audio_dataset(
     for feature_name, feature in (dataset.features or {}).items():  # kept ones too: none needs torchcodec
         if isinstance(feature, Audio):
             dataset = dataset.cast_column(feature_name, Audio(decode=False))
+    if (dataset.features or {}).get("audio") in (audio_storage(), Value("string")):
+        # What Audio stores, or paths, written without the Audio metadata (pyarrow, pandas): declared as Audio,
+        # so that the records are read alike and the dataset mixes with others.
+        dataset = dataset.cast_column("audio", Audio(decode=False))
     return dataset
 
 

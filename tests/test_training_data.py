@@ -266,6 +266,28 @@ def test_streamed_folders_and_parquet_sources_mix(tmp_path, tones):
     assert {Path(row["path"]).name for row in rows if not row["bytes"]} == {path.name for path in tones[1:]}
 
 
+def test_sources_without_audio_metadata_mix_with_folders(tmp_path, tones):
+    # Parquet written by pyarrow (a plain {bytes, path} struct) and a saved dataset of file paths.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "plain").mkdir()
+    records = [{"bytes": path.read_bytes(), "path": path.name} for path in tones[:2]]
+    pq.write_table(pa.table({"audio": records}), tmp_path / "plain" / "data.parquet")
+    Dataset.from_dict({"file": [str(path) for path in tones[2:4]]}).save_to_disk(str(tmp_path / "paths"))
+    sources = [str(tones[0].parent), str(tmp_path / "plain"), f"{tmp_path / 'paths'},column=file"]
+    train, _ = build_datasets(DacDataArguments(dataset=sources, num_validation_examples=1), seed=0)
+    rows = [row["audio"] for row in train]
+    assert {row["path"] for row in rows if row["bytes"]} == {tones[0].name, tones[1].name}
+    assert {row["path"] for row in rows if not row["bytes"]} >= {str(tones[2]), str(tones[3])}
+
+
+def test_a_path_record_crops_as_its_file_record_does(tones):
+    cropper = DacAudioCropper(sampling_rate=16000, num_samples=4096)
+    from_record = cropper(_record(tones[0]), np.random.default_rng(0))
+    np.testing.assert_array_equal(cropper(str(tones[0]), np.random.default_rng(0)), from_record)
+
+
 def test_validation_crops_are_fixed(tones):
     records = load_source(DacDatasetSource(str(tones[0].parent)))
     dataset = DacValidationDataset(records, DacAudioCropper(16000, 4096), seed=0)

@@ -151,11 +151,19 @@ def test_repeated_nan_losses_stop_the_run_with_the_step(tmp_path, tones, caplog)
     assert "Step 1: skipped the discriminator and generator updates: non-finite discriminator loss" in caplog.text
 
 
-def test_fp16_from_the_accelerate_environment_is_refused(tmp_path, tones):
+@pytest.mark.parametrize(
+    "variable, value, message",
+    [
+        ("ACCELERATE_MIXED_PRECISION", "fp16", "fp16 mixed precision (from the Accelerate configuration"),
+        # Accelerate would divide every loss by 4 while the trainer still updates on every batch.
+        ("ACCELERATE_GRADIENT_ACCUMULATION_STEPS", "4", "gradient accumulation (4 steps, from the Accelerate"),
+    ],
+)
+def test_unsupported_settings_from_the_accelerate_environment_are_refused(tmp_path, tones, variable, value, message):
     # A fresh interpreter: Accelerate keeps its first state (and its precision) for the life of a process.
     script = REPO / "training" / "train.py"
     argv = [sys.executable, str(script), "--config", TINY, "--dataset", str(tones), "--output_dir", str(tmp_path / "run")]
-    environment = {**os.environ, "ACCELERATE_MIXED_PRECISION": "fp16", "OMP_NUM_THREADS": "1"}
+    environment = {**os.environ, variable: value, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(argv + ["--max_steps", "1"], env=environment, capture_output=True, text=True)
-    assert result.returncode != 0 and "fp16 mixed precision (from the Accelerate configuration" in result.stderr
+    assert result.returncode != 0 and message in result.stderr
     assert not (tmp_path / "run" / "checkpoint-1").exists()

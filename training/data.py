@@ -14,6 +14,7 @@ import io
 import itertools
 import logging
 import math
+import os
 import queue
 import threading
 from collections.abc import Iterator
@@ -175,6 +176,11 @@ class DacAudioCropper:
         """The crop as float32 `(num_samples,)`; raises `_SkippedClip` with the reason if the clip is unusable."""
         if record is None:  # a null value in the audio column
             logger.warning("Skipping a record with no audio (a null value in the audio column).")
+            raise _SkippedClip("corrupt")
+        if isinstance(record, (str, os.PathLike)):  # a column of file paths
+            record = {"path": os.fspath(record)}
+        if not isinstance(record, dict):
+            logger.warning(f"Skipping a record that is neither audio nor a path: {type(record).__name__}.")
             raise _SkippedClip("corrupt")
         name = record.get("path") or "<audio bytes>"
         try:

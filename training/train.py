@@ -278,6 +278,12 @@ def _train(model_args: DacModelArguments, data_args: DacDataArguments, training_
             "fp16 mixed precision (from the Accelerate configuration or environment) is not supported: use bf16 "
             "or no; GAN training of DAC is not stable in fp16."
         )
+    if accelerator.gradient_accumulation_steps != 1:  # ACCELERATE_GRADIENT_ACCUMULATION_STEPS, DeepSpeed configs
+        raise ValueError(
+            f"gradient accumulation ({accelerator.gradient_accumulation_steps} steps, from the Accelerate "
+            "configuration or environment) is not supported: every batch is one generator and one discriminator "
+            "update; raise --batch_size or the number of processes instead."
+        )
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     logger.info(str(accelerator.state).strip())
     if training_args.batch_size % accelerator.num_processes:
