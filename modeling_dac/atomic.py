@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import stat
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,8 +14,9 @@ __all__ = ["atomic_write_path"]
 def atomic_write_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     Yield a temporary path beside `path` (same directory, named `.<name>.<random>.tmp`, so a leftover from a
-    killed process never looks like an output; pass the format explicitly to writers). Write it completely inside the `with` block; on success it is fsynced and renamed over `path`, on any error
-    it is removed. The temporary file is created with the usual umask-derived permissions.
+    killed process never looks like an output; pass the format explicitly to writers). Write it completely inside
+    the `with` block; on success it is fsynced and renamed over `path`, on any error it is removed. A new file
+    gets the usual umask-derived permissions; a replaced one keeps its own.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -27,6 +29,8 @@ def atomic_write_path(path: str | os.PathLike) -> Iterator[Path]:
             os.fsync(descriptor)
         finally:
             os.close(descriptor)
+        if path.exists():
+            os.chmod(temporary, stat.S_IMODE(path.stat().st_mode))
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)

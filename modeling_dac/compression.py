@@ -8,6 +8,7 @@ overlapping windows (`modeling_dac.windowing`), so the codes equal a whole-file 
 whole-file `model.decode`.
 """
 
+import contextlib
 import math
 import os
 import tempfile
@@ -422,9 +423,10 @@ def decompress_file(
     sink_options = dict(
         samplerate=metadata.sample_rate, channels=metadata.channels, format=output_format, subtype=subtype
     )
-    with atomic_write_path(output_path) as temporary:
-        if metadata.loudness is not None and not _official_order(metadata):  # else it comes out scaled
-            blocks = _scaled_to_loudness(blocks, metadata, output_path)
+    if metadata.loudness is not None and not _official_order(metadata):  # else it comes out scaled
+        blocks = _scaled_to_loudness(blocks, metadata, output_path)
+    # Closed on any error, Ctrl-C included, so that the scaling's scratch file goes at once.
+    with atomic_write_path(output_path) as temporary, contextlib.closing(blocks):
         with _sound_file(temporary, "w", name=output_path, **sink_options) as sink:
             for block in blocks:
                 sink.write(block.T)

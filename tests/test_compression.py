@@ -244,6 +244,35 @@ def official_file(
     return DacFile(codes.numpy(), metadata)
 
 
+def test_an_interrupted_loudness_restoring_decode_leaves_no_scratch_file(tmp_path, monkeypatch):
+    from modeling_dac import compression
+
+    model = random_model("24khz")
+    dac_file = compress(model, music_like(1, 4800, 24000), 24000, normalize_loudness=True)
+    original_sound_file = compression._sound_file
+
+    class Interrupted:  # the output sink; the scratch file (W64) is written for real
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc_info):
+            return False
+
+        def write(self, block):
+            raise KeyboardInterrupt
+
+    def sound_file(path, mode, name=None, **options):
+        if mode == "w" and options.get("format") != "W64":
+            return Interrupted()
+        return original_sound_file(path, mode, name, **options)
+
+    monkeypatch.setattr(compression, "_sound_file", sound_file)
+    with pytest.raises(KeyboardInterrupt) as interrupted:
+        decompress_file(model, dac_file, tmp_path / "clip.wav")
+    # While the traceback lives (as in a CLI's handler), its frames hold the generator that made the scratch file.
+    assert interrupted.tb is not None and list(tmp_path.iterdir()) == []
+
+
 def test_a_length_the_codes_cannot_cover_is_refused_before_decoding(tmp_path):
     model = random_model("24khz")
     dac_file = compress(model, music_like(1, 4800, 48000), 48000)  # 8 frames at 24 kHz, hop 320

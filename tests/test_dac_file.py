@@ -398,6 +398,13 @@ def test_saved_file_gets_umask_permissions(tmp_path):
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
+def test_a_replaced_file_keeps_its_permissions(tmp_path):
+    path = make_dac_file().save(tmp_path / "clip.dac")
+    path.chmod(0o600)
+    make_dac_file().save(path)
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
 # --- official descript-audio-codec files ------------------------------------------------------------------
 
 
