@@ -15,15 +15,29 @@ import numpy as np
 
 from . import audio as audio_io
 
-__all__ = ["audio_files_under", "audio_storage", "load_audio_dataset", "read_audio_record"]
+__all__ = ["audio_files_under", "audio_storage", "files_under", "load_audio_dataset", "read_audio_record"]
+
+
+def files_under(folder: str | Path, suffixes, hidden_prefixes: tuple[str, ...] = (".",)) -> list[Path]:
+    """
+    The files under `folder`, recursively and sorted, whose suffix is one of `suffixes` (in any case), leaving out
+    those with a file or folder name (below `folder`) starting with one of `hidden_prefixes`: macOS `._*` files,
+    `.ipynb_checkpoints/`, temporary files of an interrupted run.
+    """
+    folder = Path(folder)
+    suffixes = {suffix.lower() for suffix in suffixes}
+    return sorted(
+        path
+        for path in folder.rglob("*")
+        if path.is_file()
+        and path.suffix.lower() in suffixes
+        and not any(part.startswith(hidden_prefixes) for part in path.relative_to(folder).parts)
+    )
 
 
 def audio_files_under(folder: str | Path) -> list[Path]:
-    """The audio files (by extension, see `AUDIO_EXTENSIONS`) under `folder`, recursively, in sorted order."""
-    folder = Path(folder)
-    files = sorted(
-        path for path in folder.rglob("*") if path.is_file() and path.suffix.lower() in audio_io.AUDIO_EXTENSIONS
-    )
+    """The audio files (by extension, see `AUDIO_EXTENSIONS`) under `folder`, as `files_under` finds them."""
+    files = files_under(folder, audio_io.AUDIO_EXTENSIONS)
     if not files:
         raise ValueError(f"No audio files ({', '.join(audio_io.AUDIO_EXTENSIONS)}) under {folder}.")
     return files
@@ -56,16 +70,17 @@ def _parquet_files_by_split(folder: Path) -> dict[str, list[str]]:
     """
     from datasets.data_files import DataFilesDict, get_data_patterns
 
-    every_file = sorted(
-        str(file.resolve())
-        for file in folder.rglob("*.parquet")
-        if not any(part.startswith((".", "_")) for part in file.relative_to(folder).parts)  # as datasets skips them
-    )
+    every_file = [str(file.resolve()) for file in _parquet_files_under(folder)]
     found = DataFilesDict.from_patterns(get_data_patterns(str(folder)), base_path=str(folder))
     by_split = {str(split): [file for file in files if file.endswith(".parquet")] for split, files in found.items()}
     by_split = {split: files for split, files in by_split.items() if files}
     named = sorted(str(Path(file).resolve()) for files in by_split.values() for file in files)
     return by_split if named == every_file else {"train": every_file}
+
+
+def _parquet_files_under(folder: Path) -> list[Path]:
+    """The parquet files that `load_dataset` reads from `folder`: it skips names starting with "." or "_"."""
+    return files_under(folder, [".parquet"], hidden_prefixes=(".", "_"))
 
 
 def _audio_column(dataset, requested: str | None, source: str) -> str:
@@ -115,7 +130,7 @@ def load_audio_dataset(
         dataset = _pick_split(load_from_disk(str(path)), split, source)
         if streaming:
             dataset = dataset.to_iterable_dataset()
-    elif source.endswith(".parquet") or (path.is_dir() and any(path.rglob("*.parquet"))):
+    elif source.endswith(".parquet") or (path.is_dir() and _parquet_files_under(path)):
         data_files = _parquet_files_by_split(path) if path.is_dir() else source
         if not path.is_dir() and not path.is_file():
             raise ValueError(f"Parquet file {source} does not exist.")

@@ -5,6 +5,7 @@ import functools
 import io
 import math
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -317,7 +318,14 @@ def test_cli_streams_a_parquet_file_that_declares_decoded_audio(saved_model, aud
 
 
 def test_cli_on_a_folder_keeps_each_row_file_name(saved_model, audio_dir, tmp_path, model):
-    assert cli_main(["tokenize", str(audio_dir), str(tmp_path / "out"), "--model", str(saved_model)]) == 0
+    folder = shutil.copytree(audio_dir, tmp_path / "clips")
+    # Hidden files and folders are left out: macOS resource forks, caches, a parquet file in a hidden folder.
+    (folder / "._clip_0.wav").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        ")
+    (folder / ".cache").mkdir()
+    shutil.copy(folder / "clip_0.wav", folder / ".cache" / "copy.wav")
+    (folder / ".meta").mkdir()
+    _dataset(audio_dir).to_parquet(str(folder / ".meta" / "clips.parquet"))
+    assert cli_main(["tokenize", str(folder), str(tmp_path / "out"), "--model", str(saved_model)]) == 0
     result = datasets.load_from_disk(str(tmp_path / "out"))
     assert result.column_names == ["file_name", "audio_codes", "n_frames"]
     assert result["file_name"] == [os.path.basename(path) for path in _paths(audio_dir)]

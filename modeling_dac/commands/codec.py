@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..audio import AUDIO_EXTENSIONS
+from ..audio_datasets import files_under
 from . import Command, add_model_argument, load_model, resolve_device
 
 __all__ = ["COMMANDS", "Job", "describe_dac_file", "plan_jobs"]
@@ -32,19 +33,6 @@ class Job:
 
     source: Path
     target: Path
-
-
-def _matching_files(directory: Path, suffixes: Iterable[str]) -> list[Path]:
-    """Files under `directory` with one of `suffixes`, leaving out hidden files and whatever hidden folders hold
-    (`.ipynb_checkpoints/`, `.Trash/`, the temporary files of an interrupted run)."""
-    suffixes = {suffix.lower() for suffix in suffixes}
-    return sorted(
-        path
-        for path in directory.rglob("*")
-        if path.is_file()
-        and path.suffix.lower() in suffixes
-        and not any(part.startswith(".") for part in path.relative_to(directory).parts)
-    )
 
 
 def _problem_list(lines: list[str]) -> str:
@@ -103,7 +91,7 @@ def plan_jobs(
         if single_file_target:
             jobs.append(Job(source, output_path))
         elif source.is_dir():
-            files = _matching_files(source, input_suffixes)
+            files = files_under(source, input_suffixes)
             if not files:
                 raise ValueError(f"no {', '.join(sorted(input_suffixes))} files in directory {source}.")
             jobs.extend(Job(file, output_path / file.relative_to(source).with_suffix(output_suffix)) for file in files)
