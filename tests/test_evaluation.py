@@ -51,7 +51,7 @@ def one_torch_thread():
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> Path:
-    """A saved random-weight tiny model and a folder of 3 usable clips, one too short and one corrupt."""
+    """A saved random-weight tiny model and a folder of 3 usable clips, one too short, one corrupt, one with NaN."""
     root = tmp_path_factory.mktemp("evaluation")
     torch.manual_seed(0)
     DacModel(DacConfig.from_pretrained(REPOSITORY / "hub_configs" / "tiny")).save_pretrained(root / "model")
@@ -64,6 +64,9 @@ def workspace(tmp_path_factory) -> Path:
     soundfile.write(clips / "nested" / "c_noise.flac", noise, SAMPLING_RATE)
     soundfile.write(clips / "d_short.wav", tone_with_noise(480, SAMPLING_RATE, 440, 5), SAMPLING_RATE)
     (clips / "e_corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot audio at all")
+    with_nan = tone_with_noise(CLIP_SAMPLES, SAMPLING_RATE, 440, 6)
+    with_nan[100] = np.nan
+    soundfile.write(clips / "f_nan.wav", with_nan, SAMPLING_RATE, subtype="FLOAT")
     return root
 
 
@@ -105,7 +108,8 @@ def test_cli_writes_results_report_and_plots(evaluated):
 
     assert report["num_clips"] == 3
     assert {clip["clip_id"] for clip in report["clips"]} == {"a_tone.wav", "b_stereo.wav", "nested/c_noise.flac"}
-    assert sorted(skipped["name"] for skipped in report["skipped"]) == ["d_short.wav", "e_corrupt.wav"]
+    assert sorted(skipped["name"] for skipped in report["skipped"]) == ["d_short.wav", "e_corrupt.wav", "f_nan.wav"]
+    assert "NaN or infinite" in next(item["reason"] for item in report["skipped"] if item["name"] == "f_nan.wav")
     # 6 bits per code (64 entries) at 16000 / 320 = 50 frames per second.
     assert [(row["n_quantizers"], row["bitrate_kbps"]) for row in report["aggregate"]] == [(1, 0.3), (2, 0.6), (4, 1.2)]
     assert len((output / "results.jsonl").read_text().splitlines()) == 9
