@@ -63,8 +63,13 @@ def _check_ndim(tensor: torch.Tensor, ndim: int, name: str, shape: str) -> None:
         raise ValueError(f"{name} must have shape {shape}, got {tuple(tensor.shape)}")
 
 
+def _is_integer(value) -> bool:
+    """A Python or numpy integer (not a bool, not a whole float: those would make ids floats)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def _check_positive(value: int, name: str) -> None:
-    if int(value) != value or value < 1:
+    if not _is_integer(value) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
@@ -203,7 +208,7 @@ def truncate_codebooks(codes: ArrayT, n: int) -> ArrayT:
     codes_tensor, is_numpy = _as_int64_tensor(codes, "codes")
     _check_ndim(codes_tensor, 3, "codes", "[batch, n_codebooks, frames]")
     n_codebooks = codes_tensor.shape[1]
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or not 1 <= n <= n_codebooks:
+    if not _is_integer(n) or not 1 <= n <= n_codebooks:
         raise ValueError(f"n must be an integer in [1, {n_codebooks}] (the codebooks present), got {n!r}")
     return _like_input(codes_tensor[:, : int(n)].clone(), is_numpy)
 
@@ -235,6 +240,8 @@ def dia_delays(n_codebooks: int) -> list[int]:
 
 
 def _check_delays(delays: Sequence[int], n_codebooks: int) -> list[int]:
+    if not all(_is_integer(delay) for delay in delays):
+        raise ValueError(f"delays must be integers, got {list(delays)}")
     delays = [int(delay) for delay in delays]
     if len(delays) != n_codebooks:
         raise ValueError(f"got {len(delays)} delays for {n_codebooks} codebooks; give one delay per codebook")

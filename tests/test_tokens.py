@@ -251,6 +251,8 @@ def test_delay_pattern_rejects_bad_arguments():
         apply_delay_pattern(codes, [0, 1, 2], pad_id=9)
     with pytest.raises(ValueError, match="delays must be non-negative"):
         apply_delay_pattern(codes, [0, -1], pad_id=9)
+    with pytest.raises(ValueError, match="delays must be integers"):
+        apply_delay_pattern(codes, [0, 1.7], pad_id=9)  # not rounded down to 1
     with pytest.raises(ValueError, match="codes contain pad_id=3"):
         apply_delay_pattern(codes, [0, 1], pad_id=3)
     with pytest.raises(ValueError, match="codes contain bos_id=4"):
@@ -296,6 +298,8 @@ def test_special_token_ids():
     assert layout.codebook_vocab_size == 1027
     with pytest.raises(ValueError, match="n_codebooks must be a positive integer"):
         DacTokenLayout(0, 1024)
+    with pytest.raises(ValueError, match="n_codebooks must be a positive integer"):
+        DacTokenLayout(9.0, 1024)  # would make every special id a float
 
 
 def test_add_and_strip_special_tokens_known_values():
