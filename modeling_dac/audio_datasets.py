@@ -79,8 +79,8 @@ def _parquet_files_by_split(folder: Path) -> dict[str, list[str]]:
 
 
 def _parquet_files_under(folder: Path) -> list[Path]:
-    """The parquet files that `load_dataset` reads from `folder`: it skips names starting with "." or "_"."""
-    return files_under(folder, [".parquet"], hidden_prefixes=(".", "_"))
+    """The parquet files under `folder` that `load_dataset` reads: not hidden, not in a `__` folder (`__pycache__`)."""
+    return files_under(folder, [".parquet"], hidden_prefixes=(".", "__"))
 
 
 def _audio_column(dataset, requested: str | None, source: str) -> str:
@@ -121,9 +121,11 @@ def load_audio_dataset(
 
     `split` picks a split when the source has several (a source with one split needs none); `column` names the
     audio column (default: the first `Audio` feature, else `"audio"`). Audio features are read undecoded (on a
-    stream, declared as their `{"bytes", "path"}` struct); other columns are dropped unless `keep_columns=True`.
+    stream, declared as their `{"bytes", "path"}` struct); so are audio columns written without the `Audio`
+    metadata (`{"bytes", "path"}` structs or file paths, as pyarrow or pandas write them). Other columns are
+    dropped unless `keep_columns=True`.
     """
-    from datasets import Audio, Dataset, IterableDataset, Value, load_dataset, load_from_disk
+    from datasets import Audio, Dataset, IterableDataset, load_dataset, load_from_disk
 
     path = Path(source)
     if path.is_dir() and _is_saved_dataset(path):
@@ -165,11 +167,27 @@ def load_audio_dataset(
     for feature_name, feature in (dataset.features or {}).items():  # kept ones too: none needs torchcodec
         if isinstance(feature, Audio):
             dataset = dataset.cast_column(feature_name, Audio(decode=False))
-    if (dataset.features or {}).get("audio") in (audio_storage(), Value("string")):
-        # What Audio stores, or paths, written without the Audio metadata (pyarrow, pandas): declared as Audio,
-        # so that the records are read alike and the dataset mixes with others.
+    plain = _plain_audio_feature((dataset.features or {}).get("audio"))
+    if plain is not None:  # declared as Audio, so that the records are read alike and the dataset mixes with others
+        if dataset.features["audio"] != plain:
+            dataset = dataset.cast_column("audio", plain)
         dataset = dataset.cast_column("audio", Audio(decode=False))
     return dataset
+
+
+def _plain_audio_feature(feature):
+    """
+    For an audio column written without the `Audio` metadata (by pyarrow, pandas or polars), the plain feature
+    `Audio` casts from: `audio_storage()` for `{"bytes", "path"}` structs, a string `Value` for file paths (the
+    large Arrow types included); `None` for any other feature.
+    """
+    from datasets import Value
+
+    if isinstance(feature, Value) and feature.dtype in ("string", "large_string"):
+        return Value("string")
+    if isinstance(feature, dict) and set(feature) == {"bytes", "path"}:
+        return audio_storage()
+    return None
 
 
 def audio_storage() -> dict:
@@ -185,21 +203,27 @@ def _undecoded_stream(dataset, column: str, keep_columns: bool):
     in every column operation (cast, select, rename), which needs torchcodec for records holding bytes; so one map
     renames and selects instead, declaring each audio column as what it stores, a `{"bytes", "path"}` struct.
     """
-    from datasets import Audio, Features
+    from datasets import Audio, Features, Value
 
     if keep_columns and column != "audio" and "audio" in dataset.features:
         raise ValueError(f"the dataset already has a column 'audio' besides the audio column {column!r}.")
     kept = [name for name in dataset.features if keep_columns or name == column]
     renamed = {name: "audio" if name == column else name for name in kept}
-    features = Features(
-        {
-            renamed[name]: audio_storage() if isinstance(dataset.features[name], Audio) else dataset.features[name]
-            for name in kept
-        }
-    )
+    holds_paths = _plain_audio_feature(dataset.features[column]) == Value("string")
+
+    def declared(name: str):
+        feature = dataset.features[name]
+        if isinstance(feature, Audio) or (name == column and _plain_audio_feature(feature) is not None):
+            return audio_storage()
+        return feature
+
+    features = Features({renamed[name]: declared(name) for name in kept})
 
     def rename(batch: dict) -> dict:
-        return {renamed[name]: batch[name] for name in kept}
+        renamed_batch = {renamed[name]: batch[name] for name in kept}
+        if holds_paths:
+            renamed_batch["audio"] = [{"bytes": None, "path": path} for path in renamed_batch["audio"]]
+        return renamed_batch
 
     return dataset.decode(False).map(rename, batched=True, remove_columns=list(dataset.features), features=features)
 

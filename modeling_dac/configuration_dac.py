@@ -23,6 +23,11 @@ def _integer_ratios(name: str, ratios) -> list[int]:
     return [int(ratio) for ratio in ratios]
 
 
+def _as_list(value):
+    """Ratios compare equal as lists or tuples (config.json holds lists, the defaults are tuples)."""
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
 class DacConfig(PretrainedConfig):
     r"""
     Configuration of a [`DacModel`]. The defaults describe the released 44.1 kHz, 8 kbps model.
@@ -126,14 +131,30 @@ class DacConfig(PretrainedConfig):
     def from_dict(cls, config_dict: dict, **kwargs):
         """
         As [`~transformers.PretrainedConfig.from_dict`], but overrides of DAC's own fields (`from_pretrained(...,
-        downsampling_ratios=...)`) go through `__init__`, so they are validated and `hop_length` is derived from them,
-        instead of being set on the finished config.
+        downsampling_ratios=...)`) go through `__init__`, so they are validated, instead of being set on the
+        finished config. Stored fields that held the values derived from an overridden field (`hop_length`,
+        `upsampling_ratios` as the reversed strides, `hidden_size` as the final encoder width) are derived again.
         """
-        own_fields = inspect.signature(cls.__init__).parameters
-        overrides = {name: kwargs.pop(name) for name in list(kwargs) if name in own_fields and name != "self"}
+        parameters = inspect.signature(cls.__init__).parameters
+        own_fields = {name for name, parameter in parameters.items() if parameter.kind is parameter.POSITIONAL_OR_KEYWORD}
+        overrides = {name: kwargs.pop(name) for name in list(kwargs) if name in own_fields - {"self"}}
+        stored = {
+            name: config_dict.get(name, parameters[name].default)
+            for name in ("encoder_hidden_size", "downsampling_ratios", "upsampling_ratios", "hidden_size")
+        }
+        derived_from = {
+            "hop_length": ({"downsampling_ratios"}, None),  # always derived
+            "upsampling_ratios": ({"downsampling_ratios"}, list(stored["downsampling_ratios"])[::-1]),
+            "hidden_size": (
+                {"encoder_hidden_size", "downsampling_ratios"},
+                stored["encoder_hidden_size"] * 2 ** len(stored["downsampling_ratios"]),
+            ),
+        }
         config_dict = {**config_dict, **overrides}
-        if "downsampling_ratios" in overrides and "hop_length" not in overrides:
-            config_dict.pop("hop_length", None)  # the stored one belongs to the old ratios
+        for name, (sources, stored_derivation) in derived_from.items():
+            if name not in overrides and sources & overrides.keys():
+                if stored_derivation is None or _as_list(config_dict.get(name)) == _as_list(stored_derivation):
+                    config_dict.pop(name, None)
         return super().from_dict(config_dict, **kwargs)
 
     def _validate(self) -> None:

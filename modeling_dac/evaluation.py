@@ -219,11 +219,11 @@ class _ClipSettings:
 def _prepare_clip(record, settings: _ClipSettings) -> tuple[np.ndarray, int]:
     """The clip as evaluated: mono, cropped, loudness-normalised if asked, at its own sample rate."""
     audio, sampling_rate = read_audio_record(record)
-    if not np.isfinite(audio).all():
-        raise ValueError("the clip holds NaN or infinite samples")
     clip = audio.mean(axis=0)
     if settings.clip_seconds is not None:
         clip = clip[: round(settings.clip_seconds * sampling_rate)]
+    if not np.isfinite(clip).all():
+        raise ValueError("the clip holds NaN or infinite samples")
     if settings.input_loudness is not None:
         clip = audio_io.normalize_loudness(clip[None], sampling_rate, settings.input_loudness)[0][0]
         clip = clip / max(1.0, float(np.abs(clip).max()))

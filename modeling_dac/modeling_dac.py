@@ -10,6 +10,7 @@ behaviour is fixed and the fix documented on the method concerned.
 import contextlib
 import math
 import operator
+import zipfile
 from dataclasses import dataclass
 
 import torch
@@ -487,8 +488,9 @@ def _weight_files(name_or_path, kwargs: dict) -> list[str]:
     """
     hub_options = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder")
     options = {name: kwargs[name] for name in hub_options if name in kwargs}
+    file_names = _WEIGHT_FILE_NAMES[1:] if kwargs.get("use_safetensors") is False else _WEIGHT_FILE_NAMES
     try:
-        for single_name, index_name in _WEIGHT_FILE_NAMES:
+        for single_name, index_name in file_names:
             single = cached_file(name_or_path, single_name, _raise_exceptions_for_missing_entries=False, **options)
             if single is not None:
                 return [single]
@@ -504,7 +506,8 @@ def _weight_keys(path: str) -> list[str]:
     if path.endswith(".safetensors"):
         with safe_open(path, framework="pt") as handle:
             return list(handle.keys())
-    return list(torch.load(path, map_location="cpu", weights_only=True, mmap=True))
+    # Memory-mapped where the format allows (zip, torch >= 1.6), so that only the keys are read.
+    return list(torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path)))
 
 
 def _load_weights(path: str) -> dict[str, torch.Tensor]:
@@ -574,9 +577,14 @@ class DacModel(DacPreTrainedModel):
         if not torch.isfinite(input_values).all():
             raise ValueError("`input_values` contains NaN or Inf.")
         if padding_mask is not None and not isinstance(padding_mask, torch.Tensor):
+            hint = (
+                "; pass the number of codebooks by name, `n_quantizers=...` (the Transformers port takes it second)"
+                if isinstance(padding_mask, int)
+                else ""
+            )
             raise ValueError(
-                f"`padding_mask` must be a torch.Tensor of shape (batch, samples), got {type(padding_mask).__name__}; "
-                "pass the number of codebooks by name, `n_quantizers=...` (the Transformers port takes it second)."
+                f"`padding_mask` must be a torch.Tensor of shape (batch, samples), got {type(padding_mask).__name__}"
+                f"{hint}."
             )
         if padding_mask is not None and padding_mask.shape != (input_values.shape[0], input_values.shape[-1]):
             raise ValueError(
@@ -594,7 +602,9 @@ class DacModel(DacPreTrainedModel):
         if n_quantizers is None:
             return None
         try:
-            if isinstance(n_quantizers, bool):
+            if isinstance(n_quantizers, bool) or (
+                isinstance(n_quantizers, torch.Tensor) and (n_quantizers.ndim or n_quantizers.dtype == torch.bool)
+            ):
                 raise TypeError
             value = operator.index(n_quantizers)
         except TypeError:

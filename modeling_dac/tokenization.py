@@ -199,9 +199,7 @@ def tokenize_dataset(
         raise ValueError(f"stereo must be one of {STEREO_POLICIES}, got {stereo!r}")
     if model.training:
         raise ValueError("the model is in training mode; call model.eval() before tokenizing")
-    n_codebooks = model.config.n_codebooks
-    if n_quantizers is not None and (isinstance(n_quantizers, bool) or not 1 <= n_quantizers <= n_codebooks):
-        raise ValueError(f"n_quantizers must be between 1 and n_codebooks={n_codebooks}, got {n_quantizers!r}")
+    n_quantizers = model._check_n_quantizers(n_quantizers)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     features = dataset.features

@@ -67,17 +67,21 @@ def test_port_config_with_wrong_hop_length_is_corrected_with_a_warning(tmp_path,
     assert "hop_length=512" in caplog.text
 
 
-def test_from_pretrained_overrides_are_validated_and_derive_hop_length():
+def test_from_pretrained_overrides_are_validated_and_rederive_what_followed_them():
     # transformers sets override kwargs on the finished config; here they go through __init__.
-    config = DacConfig.from_pretrained("hub_configs/tiny", downsampling_ratios=[2, 4, 8, 8], upsampling_ratios=[8, 8, 4, 2])
-    assert config.hop_length == 512
-    assert DacConfig.from_pretrained("hub_configs/tiny", hop_length=512).hop_length == 320
+    tiny = f"{HUB_CONFIGS}/tiny"  # encoder width 8, strides [2, 4, 5, 8], latent 8 * 2**4 = 128
+    config = DacConfig.from_pretrained(tiny, downsampling_ratios=[2, 4, 8])
+    assert (config.hop_length, config.upsampling_ratios, config.hidden_size) == (64, [8, 4, 2], 64)
+    assert DacConfig.from_pretrained(tiny, encoder_hidden_size=16).hidden_size == 256
+    assert DacConfig.from_pretrained(tiny, hop_length=512).hop_length == 320
     with pytest.raises(ValueError, match="codebook_size"):
-        DacConfig.from_pretrained("hub_configs/tiny", codebook_size=100)
+        DacConfig.from_pretrained(tiny, codebook_size=100)
     with pytest.raises(ValueError, match="upsampling_ratios"):
-        DacConfig.from_pretrained("hub_configs/tiny", downsampling_ratios=[2, 4, 8, 8])
-    config, unused = DacConfig.from_pretrained("hub_configs/tiny", n_codebooks=3, unknown=1, return_unused_kwargs=True)
+        DacConfig.from_pretrained(tiny, downsampling_ratios=[2, 4, 8], upsampling_ratios=[8, 8, 4, 2])
+    config, unused = DacConfig.from_pretrained(tiny, n_codebooks=3, unknown=1, return_unused_kwargs=True)
     assert config.n_codebooks == 3 and unused == {"unknown": 1}
+    # A latent size that was not the derived one (the 16 kbps model's 128) stays as stored.
+    assert DacConfig.from_pretrained(f"{HUB_CONFIGS}/dac_44khz_16kbps", encoder_hidden_size=32).hidden_size == 128
 
 
 @pytest.mark.parametrize(

@@ -85,7 +85,7 @@ def test_batch_equals_single_for_equal_lengths():
         torch.testing.assert_close(single.audio_values, batched.audio_values[index : index + 1], rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("n_quantizers", [0, -1, 7, 2.0, True, "3"])
+@pytest.mark.parametrize("n_quantizers", [0, -1, 7, 2.0, True, "3", torch.tensor(True), torch.tensor([2])])
 def test_invalid_n_quantizers_is_a_clear_error(n_quantizers):
     model = small_model()
     with pytest.raises(ValueError, match="n_quantizers"):
@@ -283,16 +283,28 @@ def test_checkpoint_with_weight_norm_loads_folded_with_the_from_pretrained_optio
         torch.testing.assert_close(tensor, plain[name].to(tensor.dtype))
 
 
-def test_pytorch_model_bin_with_weight_norm_loads_folded(tmp_path):
+@pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy"])
+def test_pytorch_model_bin_with_weight_norm_loads_folded(tmp_path, zip_format):
     model = small_model()
     plain = {name: tensor.clone() for name, tensor in model.state_dict().items()}
     model.apply_weight_norm()
     model.config.save_pretrained(tmp_path)
-    torch.save(model.state_dict(), tmp_path / "pytorch_model.bin")
+    torch.save(model.state_dict(), tmp_path / "pytorch_model.bin", _use_new_zipfile_serialization=zip_format)
     reloaded = DacModel.from_pretrained(tmp_path)
     assert set(reloaded.state_dict()) == set(plain)
     for name, tensor in reloaded.state_dict().items():
         torch.testing.assert_close(tensor, plain[name], rtol=1e-6, atol=1e-7)
+
+
+def test_use_safetensors_false_reads_the_bin_beside_a_safetensors_file(tmp_path):
+    model = small_model()
+    model.save_pretrained(tmp_path)  # plain weights in model.safetensors
+    other = small_model(encoder_hidden_size=4)
+    torch.nn.init.normal_(other.encoder.conv1.weight)
+    other.apply_weight_norm()
+    torch.save(other.state_dict(), tmp_path / "pytorch_model.bin")
+    reloaded = DacModel.from_pretrained(tmp_path, use_safetensors=False)
+    torch.testing.assert_close(reloaded.encoder.conv1.weight, other.encoder.conv1.weight.detach())
 
 
 def test_transposed_convolution_weight_norm_is_over_input_channels():

@@ -1,5 +1,6 @@
 """Training data pipeline: sources, crops, loudness, phase shift, skipping, determinism and resumption."""
 
+import itertools
 import logging
 from pathlib import Path
 
@@ -266,20 +267,27 @@ def test_streamed_folders_and_parquet_sources_mix(tmp_path, tones):
     assert {Path(row["path"]).name for row in rows if not row["bytes"]} == {path.name for path in tones[1:]}
 
 
-def test_sources_without_audio_metadata_mix_with_folders(tmp_path, tones):
-    # Parquet written by pyarrow (a plain {bytes, path} struct) and a saved dataset of file paths.
+@pytest.mark.parametrize("streaming", [False, True], ids=["map-style", "streamed"])
+def test_sources_without_audio_metadata_mix_with_folders(tmp_path, tones, streaming):
+    # Parquet written by pyarrow: plain {bytes, path} structs, and file paths in the large Arrow string type
+    # (polars' default); and a saved dataset of file paths.
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     (tmp_path / "plain").mkdir()
     records = [{"bytes": path.read_bytes(), "path": path.name} for path in tones[:2]]
     pq.write_table(pa.table({"audio": records}), tmp_path / "plain" / "data.parquet")
+    paths = pa.array([str(path) for path in tones[4:]], type=pa.large_string())
+    pq.write_table(pa.table({"audio": paths}), tmp_path / "paths.parquet")
     Dataset.from_dict({"file": [str(path) for path in tones[2:4]]}).save_to_disk(str(tmp_path / "paths"))
-    sources = [str(tones[0].parent), str(tmp_path / "plain"), f"{tmp_path / 'paths'},column=file"]
-    train, _ = build_datasets(DacDataArguments(dataset=sources, num_validation_examples=1), seed=0)
-    rows = [row["audio"] for row in train]
+    sources = [
+        str(tones[0].parent), str(tmp_path / "plain"), f"{tmp_path / 'paths'},column=file", str(tmp_path / "paths.parquet")
+    ]  # fmt: skip
+    args = DacDataArguments(dataset=sources, num_validation_examples=1, streaming=streaming)
+    train, _ = build_datasets(args, seed=0)
+    rows = [row["audio"] for row in itertools.islice(train, 40)]
     assert {row["path"] for row in rows if row["bytes"]} == {tones[0].name, tones[1].name}
-    assert {row["path"] for row in rows if not row["bytes"]} >= {str(tones[2]), str(tones[3])}
+    assert {row["path"] for row in rows if not row["bytes"]} >= {str(path) for path in tones[2:]}
 
 
 def test_a_path_record_crops_as_its_file_record_does(tones):
