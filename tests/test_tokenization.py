@@ -230,8 +230,10 @@ def test_tokenize_dataset_errors(model, audio_dir):
         tokenize_dataset(dataset, model, stereo="left")
     with pytest.raises(ValueError, match="no column 'sound'"):
         tokenize_dataset(dataset, model, audio_column="sound")
-    with pytest.raises(ValueError, match="n_quantizers must be between 1 and n_codebooks=4"):
+    with pytest.raises(ValueError, match="n_quantizers` must be between 1 and n_codebooks=4"):
         tokenize_dataset(dataset, model, n_quantizers=5)
+    with pytest.raises(ValueError, match="n_quantizers` must be an int or None"):
+        tokenize_dataset(dataset, model, n_quantizers=2.0)
     with pytest.raises(ValueError, match="already has a column 'text'"):
         tokenize_dataset(dataset, model, codes_column="text")
     with pytest.raises(ValueError, match="training mode"):
