@@ -1,13 +1,15 @@
-"""Atomic file writes: a crash or an error never leaves a half-written output, and an old file survives."""
+"""Atomic writes of files and folders: a crash or an error never leaves a half-written output, and an old one
+survives."""
 
 import contextlib
 import os
+import shutil
 import stat
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-__all__ = ["atomic_write_path"]
+__all__ = ["atomic_write_path", "replace_directory", "write_folder_atomically"]
 
 
 @contextlib.contextmanager
@@ -41,3 +43,34 @@ def atomic_write_path(path: str | os.PathLike) -> Iterator[Path]:
             os.fsync(directory)
         finally:
             os.close(directory)
+
+
+def replace_directory(temporary: Path, target: Path):
+    """Rename the complete folder `temporary` to `target`, replacing any folder there."""
+    # At every moment either `target` or `.previous-<target>` is a complete folder.
+    previous = target.with_name(f".previous-{target.name}")
+    if previous.exists() and not target.exists():
+        os.replace(previous, target)  # an earlier call was killed between its two renames: previous is the copy
+    shutil.rmtree(previous, ignore_errors=True)
+    if target.exists():
+        os.replace(target, previous)
+    os.replace(temporary, target)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def write_folder_atomically(target: str | Path, write: Callable[[Path], None]) -> Path:
+    """
+    `write(staging)` fills `.incomplete-<name>` beside `target`, which then takes `target`'s place: a crash or an
+    error during the write leaves an earlier `target` as it was (and an error removes the staging folder).
+    Returns `target`.
+    """
+    target = Path(target)
+    staging = target.with_name(f".incomplete-{target.name}")
+    shutil.rmtree(staging, ignore_errors=True)  # what a killed call left
+    try:
+        write(staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    replace_directory(staging, target)
+    return target

@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 from modeling_dac import DacFeatureExtractor, DacModel
-from training.checkpointing import write_folder_atomically
+from modeling_dac.atomic import write_folder_atomically
 
 __all__ = ["main", "read_scalars", "write_training_curve"]
 

@@ -109,6 +109,32 @@ def test_dac_convert_writes_a_loadable_directory(tmp_path, capsys):
         assert torch.equal(model.encode(reference["input_values"]).audio_codes, reference["audio_codes"])
 
 
+def test_dac_convert_replaces_an_output_only_with_overwrite_and_whole(tmp_path, capsys, monkeypatch):
+    from modeling_dac import feature_extraction_dac
+
+    output = tmp_path / "converted"
+    assert dac_main(["convert", str(write_official_checkpoint("dac_24khz", tmp_path / "24.pth")), str(output)]) == 0
+    before = {path.name: path.read_bytes() for path in output.iterdir()}
+    checkpoint_44 = write_official_checkpoint("dac_44khz", tmp_path / "44.pth")
+    assert dac_main(["convert", str(checkpoint_44), str(output)]) == 1
+    assert "is not empty; pass overwrite=True (--overwrite)" in capsys.readouterr().err
+
+    def interrupted(*args, **kwargs):  # the model is written, the feature extractor's file never is
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(feature_extraction_dac.DacFeatureExtractor, "save_pretrained", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        dac_main(["convert", str(checkpoint_44), str(output), "--overwrite"])
+    assert {path.name: path.read_bytes() for path in output.iterdir()} == before  # the old conversion, untouched
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["24.pth", "44.pth", "converted"]
+    monkeypatch.undo()
+    assert dac_main(["convert", str(checkpoint_44), str(output), "--overwrite"]) == 0
+    assert DacModel.from_pretrained(output).config.sampling_rate == 44100
+    (tmp_path / "file").write_text("not a directory")
+    assert dac_main(["convert", str(checkpoint_44), str(tmp_path / "file")]) == 1
+    assert "is an existing file" in capsys.readouterr().err
+
+
 def test_not_a_checkpoint_is_a_clear_error(tmp_path, capsys):
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"definitely not a checkpoint")

@@ -19,7 +19,8 @@ if __package__ in (None, ""):  # run as a script from a checkout: make `training
 import argparse
 
 from modeling_dac import DacConfig, DacModel
-from training.checkpointing import average_generator_weights, list_checkpoints, write_folder_atomically
+from modeling_dac.atomic import write_folder_atomically
+from training.checkpointing import average_generator_weights, list_checkpoints
 
 __all__ = ["main"]
 

@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -23,6 +22,7 @@ import torch
 from accelerate import Accelerator
 from safetensors.torch import load_file
 
+from modeling_dac.atomic import replace_directory, write_folder_atomically
 from modeling_dac.weight_norm import fold_weight_norm
 
 __all__ = [
@@ -33,7 +33,6 @@ __all__ = [
     "list_checkpoints",
     "load_checkpoint",
     "save_checkpoint",
-    "write_folder_atomically",
 ]
 
 _CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
@@ -95,18 +94,6 @@ def _remove(path: Path):
     shutil.rmtree(doomed)
 
 
-def _replace_directory(temporary: Path, target: Path):
-    # At every moment either `target` or `.previous-<target>` is a complete folder.
-    previous = target.with_name(f".previous-{target.name}")
-    if previous.exists() and not target.exists():
-        os.replace(previous, target)  # an earlier call was killed between its two renames: previous is the copy
-    shutil.rmtree(previous, ignore_errors=True)
-    if target.exists():
-        os.replace(target, previous)
-    os.replace(temporary, target)
-    shutil.rmtree(previous, ignore_errors=True)
-
-
 def save_checkpoint(
     accelerator: Accelerator, output_dir: str | Path, step: int, keep_last: int, training_state: dict[str, Stateful]
 ) -> Path:
@@ -128,7 +115,7 @@ def save_checkpoint(
         (temporary / TRAINING_STATE_FILE).write_text(json.dumps(states, indent=1))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        _replace_directory(temporary, target)
+        replace_directory(temporary, target)
         for _, old in list_checkpoints(output_dir)[:-keep_last]:
             _remove(old)
     accelerator.wait_for_everyone()
@@ -177,19 +164,6 @@ def export_models(accelerator: Accelerator, generator, discriminator, target: st
 
         write_folder_atomically(target, write)
     accelerator.wait_for_everyone()
-
-
-def write_folder_atomically(target: str | Path, write: Callable[[Path], None]) -> Path:
-    """
-    `write(staging)` fills `.incomplete-<name>` beside `target`, which then takes `target`'s place: a crash or an
-    error during the write leaves an earlier `target` as it was. Returns `target`.
-    """
-    target = Path(target)
-    staging = target.with_name(f".incomplete-{target.name}")
-    shutil.rmtree(staging, ignore_errors=True)
-    write(staging)
-    _replace_directory(staging, target)
-    return target
 
 
 def average_generator_weights(checkpoints: list[str | Path]) -> dict[str, torch.Tensor]:

@@ -8,12 +8,13 @@ from . import Command
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="official DAC .pth file")
     parser.add_argument("output_dir", help="directory for model.safetensors, config.json, preprocessor_config.json")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..conversion import convert_official_checkpoint
 
-    model = convert_official_checkpoint(args.checkpoint, args.output_dir)
+    model = convert_official_checkpoint(args.checkpoint, args.output_dir, overwrite=args.overwrite)
     config = model.config
     print(
         f"Converted {args.checkpoint} -> {args.output_dir}: {config.sampling_rate} Hz, {config.n_codebooks} "
