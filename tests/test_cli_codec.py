@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import re
 import shlex
@@ -239,8 +240,10 @@ def test_info_reads_official_files(capsys):
     assert "official descript-audio-codec 1.0.0 file" in text
     assert "duration:    0.188 s (9000 samples)" in text
     assert "codebooks:   9 of size not recorded" in text
-    # 21 frames stored for 0.1875 s: 112 frames/s; 9 codebooks * 10 bits * 112 = 10.08 kbps.
-    assert "bitrate:     10.08 kbps per channel (assuming 1024-entry codebooks" in text
+    # 21 frames stored for 0.1875 s: 112 frames/s, more than the model's rate (unpadded chunks overlap);
+    # 9 codebooks * 10 bits * 112 = 10.08 kbps.
+    assert "frames:      21 (112.00 frames/s stored per second of audio)" in text
+    assert "bitrate:     10.08 kbps per channel as stored (assuming 1024-entry codebooks" in text
     assert "encoding:    chunks of 7 frames, convolution padding off" in text
     assert describe_dac_file(DacFile.load(OFFICIAL_DAC_FILE))["model_name"] is None
 
@@ -252,6 +255,12 @@ def test_info_tells_a_converted_official_file_from_an_official_one(tmp_path, cap
     assert main(["info", str(tmp_path / "converted.dac")]) == 0
     text = capsys.readouterr().out
     assert "modeling_dac .dac, format version 1 (converted from an official descript-audio-codec 1.0.0 file)" in text
+    # The official code encodes a clip shorter than its window in one padded chunk.
+    official = DacFile.load(OFFICIAL_DAC_FILE)
+    one_chunk = dataclasses.replace(official.metadata, padding=True, chunk_length=official.codes.shape[-1])
+    DacFile(official.codes, one_chunk).save(tmp_path / "one_chunk.dac")
+    assert main(["info", str(tmp_path / "one_chunk.dac")]) == 0
+    assert "encoding:    one continuous stream" in capsys.readouterr().out
 
 
 def test_info_reports_unreadable_files_and_keeps_going(tmp_path, capsys):

@@ -268,7 +268,8 @@ def describe_dac_file(dac_file) -> dict:
     """
     The metadata of a `DacFile` plus what follows from it: frames, duration, frame rate and bitrate (bits per
     second of one channel). Official files record neither the model's frame rate nor its codebook size: their
-    frame rate is the frames stored per second of audio, and their bitrate assumes 1024-entry codebooks.
+    frame rate is the frames stored per second of audio (`frame_rate_as_stored`; unpadded chunks store more
+    frames than the model's rate), and their bitrate assumes 1024-entry codebooks.
     """
     metadata = dac_file.metadata
     frames = dac_file.codes.shape[-1]
@@ -278,7 +279,8 @@ def describe_dac_file(dac_file) -> dict:
         if metadata.model_sampling_rate and metadata.hop_length
         else None
     )
-    if frame_rate is None:  # official files: the frames actually stored per second of audio
+    frame_rate_as_stored = frame_rate is None
+    if frame_rate_as_stored:  # official files: the frames actually stored per second of audio
         frame_rate = frames / duration if duration else None
     bits_per_frame = metadata.n_codebooks * math.log2(metadata.codebook_size or _OFFICIAL_CODEBOOK_SIZE)
     return {
@@ -288,6 +290,7 @@ def describe_dac_file(dac_file) -> dict:
         "frame_rate": frame_rate,
         "bitrate": None if frame_rate is None else bits_per_frame * frame_rate,
         "bitrate_assumes_codebook_size": metadata.codebook_size is None,
+        "frame_rate_as_stored": frame_rate_as_stored,
     }
 
 
@@ -299,7 +302,8 @@ def _format_description(path: str, description: dict) -> str:
         file_format = f"modeling_dac .dac, format version {description['format_version']}"
         if official:
             file_format += f" (converted from an official descript-audio-codec {official} file)"
-    frame_rate = f" ({description['frame_rate']:.2f} frames/s)" if description["frame_rate"] else ""
+    stored = " stored per second of audio" if description["frame_rate_as_stored"] else ""
+    frame_rate = f" ({description['frame_rate']:.2f} frames/s{stored})" if description["frame_rate"] else ""
     codebook_size = description["codebook_size"] or "not recorded"
     if description["bitrate"] is None:
         bitrate = "n/a (no audio)"
@@ -307,6 +311,8 @@ def _format_description(path: str, description: dict) -> str:
         bitrate = f"{description['bitrate'] / 1000:.2f} kbps"
         if description["channels"] > 1:
             bitrate += " per channel"
+        if description["frame_rate_as_stored"]:
+            bitrate += " as stored"
         if description["bitrate_assumes_codebook_size"]:
             bitrate += f" (assuming {_OFFICIAL_CODEBOOK_SIZE}-entry codebooks, as in the released models)"
     if description["model_sampling_rate"]:
@@ -320,7 +326,7 @@ def _format_description(path: str, description: dict) -> str:
         loudness = "not normalised"
     else:
         loudness = f"input {description['loudness']:.2f} LUFS (normalised before encoding, restored on decoding)"
-    if description["chunk_length"] is None:
+    if description["chunk_length"] is None or description["padding"]:  # official: padded means one chunk
         chunking = "one continuous stream"
     else:
         padding = "on" if description["padding"] else "off"
