@@ -73,11 +73,13 @@ def unpad(values, mask) -> list:
         mask (`torch.Tensor` or `np.ndarray` of shape `(batch, length)`): 1 for real positions, then 0 for
             padding, in each row.
     """
-    mask = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
+    # As float64 (exact for 0/1): numpy has no bfloat16, and a flipped numpy view has negative strides.
+    mask = mask.detach().cpu().double().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask, np.float64)
+    mask = np.ascontiguousarray(mask)
     if mask.ndim != 2 or values.ndim < 2 or mask.shape != (values.shape[0], values.shape[-1]):
         raise ValueError(
-            f"`mask` must have shape (batch, length) = ({values.shape[0]}, {values.shape[-1]}) for values of shape "
-            f"{tuple(values.shape)}, got {tuple(mask.shape)}."
+            f"`mask` must have shape (batch, length), the first and last sizes of the values, whose shape is "
+            f"{tuple(values.shape)}; got {tuple(mask.shape)}."
         )
     if not is_right_padded(torch.from_numpy(mask)):
         raise ValueError("`mask` must be right-padded: in each row, ones (real positions) followed by zeros.")

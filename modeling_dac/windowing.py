@@ -398,16 +398,19 @@ def iter_decode_long(
     hop_length` samples per channel. Arguments as in `encode_long`.
     """
     audio_codes = _channels_first(audio_codes, "audio_codes", trailing_dims=2)
-    if audio_codes.is_floating_point() or audio_codes.is_complex():
-        raise ValueError(f"`audio_codes` must hold integers, got dtype {audio_codes.dtype}.")
-    if audio_codes.shape[-1] == 0:
-        raise ValueError("`audio_codes` hold no frames.")
+    model._check_audio_codes(audio_codes)  # all of them now, not window by window once audio has been yielded
     _check_batch_size(batch_size)
     config, channels, total_frames = model.config, audio_codes.shape[0], audio_codes.shape[-1]
     context = decoder_context(config)
     frames_per_window = window_frames(config, context, window_duration, items=channels * batch_size)
     windows = plan_windows(0, total_frames, total_frames, frames_per_window, context)
-    with _progress(show_progress, total_frames, "Decoding") as progress:
+    return _decode_planned_windows(model, windows, audio_codes, batch_size, show_progress)
+
+
+def _decode_planned_windows(
+    model: nn.Module, windows: list[DacWindow], audio_codes: torch.Tensor, batch_size: int, show_progress: bool
+) -> Iterator[torch.Tensor]:
+    with _progress(show_progress, audio_codes.shape[-1], "Decoding") as progress:
         for window, audio in decode_windows(
             model, windows, lambda first, stop: audio_codes[..., first:stop], batch_size
         ):

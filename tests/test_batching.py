@@ -126,7 +126,7 @@ def test_unpad_numpy_and_views():
     assert np.shares_memory(first, values)
 
 
-@pytest.mark.parametrize("dtype", [torch.bool, torch.float32])
+@pytest.mark.parametrize("dtype", [torch.bool, torch.float32, torch.bfloat16])
 def test_unpad_accepts_bool_and_float_masks(dtype):
     values = torch.arange(8).reshape(2, 1, 4)
     mask = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0]]).to(dtype)  # e.g. attention_mask.float()
@@ -145,6 +145,13 @@ def test_unpad_accepts_bool_and_float_masks(dtype):
 def test_unpad_rejects_bad_masks(mask, message):
     with pytest.raises(ValueError, match=message):
         unpad(np.zeros((2, 3, 4)), mask)
+
+
+def test_unpad_takes_a_flipped_numpy_mask_and_names_values_without_a_batch():
+    mask = np.flip(np.array([[0, 0, 1, 1], [0, 0, 0, 1]]), axis=1)  # negative strides
+    assert [item.tolist() for item in unpad(np.arange(8).reshape(2, 4), mask)] == [[0, 1], [4]]
+    with pytest.raises(ValueError, match=r"values, whose shape is \(\)"):
+        unpad(np.float32(1.0), mask)
 
 
 def test_documentation_examples_run(monkeypatch):

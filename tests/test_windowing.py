@@ -217,10 +217,14 @@ def test_bad_audio_is_a_clear_error(audio, message):
 
 def test_bad_codes_and_options_are_clear_errors():
     model = random_model("44khz")
-    with pytest.raises(ValueError, match="integers"):
+    with pytest.raises(ValueError, match="must be an integer torch.Tensor"):
         decode_long(model, torch.zeros(1, 4, 10))
     with pytest.raises(ValueError, match="no frames"):
         decode_long(model, torch.zeros(1, 4, 0, dtype=torch.long))
+    codes = torch.zeros(1, 4, 200, dtype=torch.long)
+    codes[0, 0, -1] = model.config.codebook_size
+    with pytest.raises(ValueError, match=r"must lie in \[0, codebook_size="):
+        iter_decode_long(model, codes, window_duration=0.5)  # at the call, before any block is decoded
     with pytest.raises(ValueError, match="batch_size"):
         encode_long(model, random_audio(1, 5000), batch_size=0)
     with pytest.raises(ValueError, match="n_quantizers"):
