@@ -35,7 +35,7 @@ def untrained_fixture_model(output_dir: Path) -> DacModel:
     checkpoint = output_dir / "untrained_fixture.pth"
     state_dict = load_file(f"{FIXTURE}_state_dict.safetensors")
     torch.save({"state_dict": state_dict, "metadata": {"kwargs": kwargs}}, checkpoint)
-    return convert_official_checkpoint(checkpoint, output_dir / "untrained_model")
+    return convert_official_checkpoint(checkpoint, output_dir / "untrained_model", overwrite=True)  # the demo's own
 
 
 def main() -> int:

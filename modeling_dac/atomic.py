@@ -64,7 +64,9 @@ def write_folder_atomically(target: str | Path, write: Callable[[Path], None]) -
     error during the write leaves an earlier `target` as it was (and an error removes the staging folder).
     Returns `target`.
     """
-    target = Path(target)
+    target = Path(os.path.abspath(target))  # "." and "out/" have a name to stage beside
+    if target == Path.cwd():
+        raise ValueError(f"{target} is the current directory, which cannot be replaced; name another directory.")
     staging = target.with_name(f".incomplete-{target.name}")
     shutil.rmtree(staging, ignore_errors=True)  # what a killed call left
     try:

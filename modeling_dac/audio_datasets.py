@@ -80,7 +80,11 @@ def _parquet_files_by_split(folder: Path) -> dict[str, list[str]]:
 
 def _parquet_files_under(folder: Path) -> list[Path]:
     """The parquet files under `folder` that `load_dataset` reads: not hidden, not in a `__` folder (`__pycache__`)."""
-    return files_under(folder, [".parquet"], hidden_prefixes=(".", "__"))
+    return [
+        file
+        for file in files_under(folder, [".parquet"])
+        if not any(part.startswith("__") for part in file.relative_to(folder).parent.parts)
+    ]
 
 
 def _audio_column(dataset, requested: str | None, source: str) -> str:

@@ -76,10 +76,12 @@ def unpad(values, mask) -> list:
     # As float64 (exact for 0/1): numpy has no bfloat16, and a flipped numpy view has negative strides.
     mask = mask.detach().cpu().double().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask, np.float64)
     mask = np.ascontiguousarray(mask)
-    if mask.ndim != 2 or values.ndim < 2 or mask.shape != (values.shape[0], values.shape[-1]):
+    if values.ndim < 2:
+        raise ValueError(f"`values` must have shape (batch, ..., length), got {tuple(values.shape)}.")
+    if mask.shape != (values.shape[0], values.shape[-1]):
         raise ValueError(
-            f"`mask` must have shape (batch, length), the first and last sizes of the values, whose shape is "
-            f"{tuple(values.shape)}; got {tuple(mask.shape)}."
+            f"`mask` must have shape (batch, length) = ({values.shape[0]}, {values.shape[-1]}) for values of shape "
+            f"{tuple(values.shape)}, got {tuple(mask.shape)}."
         )
     if not is_right_padded(torch.from_numpy(mask)):
         raise ValueError("`mask` must be right-padded: in each row, ones (real positions) followed by zeros.")

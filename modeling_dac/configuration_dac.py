@@ -140,7 +140,7 @@ class DacConfig(PretrainedConfig):
         overrides = {name: kwargs.pop(name) for name in list(kwargs) if name in own_fields - {"self"}}
         stored = {
             name: config_dict.get(name, parameters[name].default)
-            for name in ("encoder_hidden_size", "downsampling_ratios", "upsampling_ratios", "hidden_size")
+            for name in ("encoder_hidden_size", "downsampling_ratios")
         }
         derived_from = {
             "hop_length": ({"downsampling_ratios"}, None),  # always derived

@@ -601,14 +601,15 @@ class DacModel(DacPreTrainedModel):
         """`n_quantizers` as a Python int (numpy integers and 0-d integer tensors are accepted), or None."""
         if n_quantizers is None:
             return None
+        is_bool_or_array = isinstance(n_quantizers, bool) or (
+            isinstance(n_quantizers, torch.Tensor) and (n_quantizers.ndim or n_quantizers.dtype == torch.bool)
+        )
         try:
-            if isinstance(n_quantizers, bool) or (
-                isinstance(n_quantizers, torch.Tensor) and (n_quantizers.ndim or n_quantizers.dtype == torch.bool)
-            ):
-                raise TypeError
-            value = operator.index(n_quantizers)
+            value = None if is_bool_or_array else operator.index(n_quantizers)
         except TypeError:
-            raise ValueError(f"`n_quantizers` must be an int or None, got {n_quantizers!r}.") from None
+            value = None
+        if value is None:
+            raise ValueError(f"`n_quantizers` must be an int or None, got {n_quantizers!r}.")
         if not 1 <= value <= self.config.n_codebooks:
             raise ValueError(
                 f"`n_quantizers` must be between 1 and n_codebooks={self.config.n_codebooks}, got {value}."

@@ -398,7 +398,7 @@ def iter_decode_long(
     hop_length` samples per channel. Arguments as in `encode_long`.
     """
     audio_codes = _channels_first(audio_codes, "audio_codes", trailing_dims=2)
-    model._check_audio_codes(audio_codes)  # all of them now, not window by window once audio has been yielded
+    model._check_audio_codes(audio_codes)  # here, not in the generator: bad codes fail at the call
     _check_batch_size(batch_size)
     config, channels, total_frames = model.config, audio_codes.shape[0], audio_codes.shape[-1]
     context = decoder_context(config)
@@ -410,6 +410,7 @@ def iter_decode_long(
 def _decode_planned_windows(
     model: nn.Module, windows: list[DacWindow], audio_codes: torch.Tensor, batch_size: int, show_progress: bool
 ) -> Iterator[torch.Tensor]:
+    """The audio each of `windows` keeps, in order, with a progress bar over the frames."""
     with _progress(show_progress, audio_codes.shape[-1], "Decoding") as progress:
         for window, audio in decode_windows(
             model, windows, lambda first, stop: audio_codes[..., first:stop], batch_size

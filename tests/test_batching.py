@@ -150,7 +150,7 @@ def test_unpad_rejects_bad_masks(mask, message):
 def test_unpad_takes_a_flipped_numpy_mask_and_names_values_without_a_batch():
     mask = np.flip(np.array([[0, 0, 1, 1], [0, 0, 0, 1]]), axis=1)  # negative strides
     assert [item.tolist() for item in unpad(np.arange(8).reshape(2, 4), mask)] == [[0, 1], [4]]
-    with pytest.raises(ValueError, match=r"values, whose shape is \(\)"):
+    with pytest.raises(ValueError, match=r"`values` must have shape \(batch, ..., length\), got \(\)"):
         unpad(np.float32(1.0), mask)
 
 

@@ -19,3 +19,15 @@ def test_demo_round_trips_the_bundled_clip(tmp_path):
         assert line in result.stdout
     for name in ("speech_and_music.dac", "speech_and_music_original.wav", "speech_and_music_reconstructed.wav", "spectrograms.png"):
         assert (tmp_path / name).stat().st_size > 0
+
+
+def test_the_untrained_fallback_model_can_be_made_again_in_the_same_folder(tmp_path):
+    # What the demo uses when the repository's checkpoint is missing; a second `make demo` rewrites it.
+    sys.path.insert(0, str(REPO / "examples"))
+    try:
+        from demo import untrained_fixture_model
+    finally:
+        sys.path.remove(str(REPO / "examples"))
+    first = untrained_fixture_model(tmp_path)
+    again = untrained_fixture_model(tmp_path)
+    assert again.config.to_dict() == first.config.to_dict()

@@ -143,6 +143,8 @@ def test_positional_n_quantizers_in_the_ports_place_is_a_clear_error():
     # transformers.DacModel.encode(input_values, n_quantizers); here the second argument is padding_mask.
     with pytest.raises(ValueError, match="`padding_mask` must be a torch.Tensor.*n_quantizers="):
         small_model().encode(torch.zeros(1, 1, 512), 2)
+    with pytest.raises(ValueError, match=r"`padding_mask` must be a torch.Tensor of shape \(batch, samples\), got list\.$"):
+        small_model().encode(torch.zeros(1, 1, 512), [[1] * 512])
 
 
 @pytest.mark.parametrize("n_quantizers", [np.int64(3), torch.tensor(3)], ids=["numpy", "0-d tensor"])

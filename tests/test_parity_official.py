@@ -133,6 +133,11 @@ def test_dac_convert_replaces_an_output_only_with_overwrite_and_whole(tmp_path, 
     (tmp_path / "file").write_text("not a directory")
     assert dac_main(["convert", str(checkpoint_44), str(tmp_path / "file")]) == 1
     assert "is an existing file" in capsys.readouterr().err
+    assert dac_main(["convert", str(checkpoint_44), f"{tmp_path / 'slash'}/"]) == 0  # staged beside `slash`
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    assert dac_main(["convert", str(checkpoint_44), "."]) == 1
+    assert "is the current directory, which cannot be replaced" in capsys.readouterr().err
 
 
 def test_not_a_checkpoint_is_a_clear_error(tmp_path, capsys):

@@ -267,6 +267,16 @@ def test_streamed_folders_and_parquet_sources_mix(tmp_path, tones):
     assert {Path(row["path"]).name for row in rows if not row["bytes"]} == {path.name for path in tones[1:]}
 
 
+def test_parquet_folders_are_read_as_load_dataset_reads_them(tmp_path, tones):
+    # Hidden files and folders and `__` folders are left out; a file whose name starts with `__` is read.
+    for relative, tone in [("__part-0.parquet", tones[0]), ("__pycache__/x.parquet", tones[1]), (".h/y.parquet", tones[2])]:
+        (tmp_path / "pq" / relative).parent.mkdir(parents=True, exist_ok=True)
+        Dataset.from_dict({"audio": [{"bytes": tone.read_bytes(), "path": tone.name}]}).to_parquet(
+            str(tmp_path / "pq" / relative)
+        )
+    assert [row["audio"]["path"] for row in load_source(DacDatasetSource(str(tmp_path / "pq")))] == [tones[0].name]
+
+
 @pytest.mark.parametrize("streaming", [False, True], ids=["map-style", "streamed"])
 def test_sources_without_audio_metadata_mix_with_folders(tmp_path, tones, streaming):
     # Parquet written by pyarrow: plain {bytes, path} structs, and file paths in the large Arrow string type

@@ -326,7 +326,7 @@ def _format_description(path: str, description: dict) -> str:
         loudness = "not normalised"
     else:
         loudness = f"input {description['loudness']:.2f} LUFS (normalised before encoding, restored on decoding)"
-    if description["chunk_length"] is None or description["padding"]:  # official: padded means one chunk
+    if description["chunk_length"] is None or description["chunk_length"] >= description["frames"]:
         chunking = "one continuous stream"
     else:
         padding = "on" if description["padding"] else "off"
