@@ -136,7 +136,9 @@ class DacConfig(PretrainedConfig):
         `upsampling_ratios` as the reversed strides, `hidden_size` as the final encoder width) are derived again.
         """
         parameters = inspect.signature(cls.__init__).parameters
-        own_fields = {name for name, parameter in parameters.items() if parameter.kind is parameter.POSITIONAL_OR_KEYWORD}
+        own_fields = {
+            name for name, parameter in parameters.items() if parameter.kind is parameter.POSITIONAL_OR_KEYWORD
+        }
         overrides = {name: kwargs.pop(name) for name in list(kwargs) if name in own_fields - {"self"}}
         stored = {
             name: config_dict.get(name, parameters[name].default)

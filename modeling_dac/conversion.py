@@ -163,7 +163,9 @@ def convert_official_checkpoint(path: str | Path, output_dir: str | Path, overwr
     if output_dir.exists() and not output_dir.is_dir():
         raise ValueError(f"output {output_dir} is an existing file; the output is a directory.")
     if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
-        raise ValueError(f"output directory {output_dir} is not empty; pass overwrite=True (--overwrite) to replace it.")
+        raise ValueError(
+            f"output directory {output_dir} is not empty; pass overwrite=True (--overwrite) to replace it."
+        )
     model = load_official_checkpoint(path)
 
     def write(folder: Path):

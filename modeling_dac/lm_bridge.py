@@ -311,7 +311,8 @@ def codes_to_audio(model: DacModel, codes: Sequence[torch.Tensor]) -> list[np.nd
                 audio.append(np.zeros(0, dtype=np.float32))
                 continue
             clip_codes = clip_codes.to(model.device).long()[None]
-            audio.append(model.decode(audio_codes=clip_codes, return_dict=True).audio_values[0, 0].float().cpu().numpy())
+            decoded = model.decode(audio_codes=clip_codes, return_dict=True).audio_values
+            audio.append(decoded[0, 0].float().cpu().numpy())
     return audio
 
 

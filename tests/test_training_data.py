@@ -269,7 +269,8 @@ def test_streamed_folders_and_parquet_sources_mix(tmp_path, tones):
 
 def test_parquet_folders_are_read_as_load_dataset_reads_them(tmp_path, tones):
     # Hidden files and folders and `__` folders are left out; a file whose name starts with `__` is read.
-    for relative, tone in [("__part-0.parquet", tones[0]), ("__pycache__/x.parquet", tones[1]), (".h/y.parquet", tones[2])]:
+    files = [("__part-0.parquet", tones[0]), ("__pycache__/x.parquet", tones[1]), (".h/y.parquet", tones[2])]
+    for relative, tone in files:
         (tmp_path / "pq" / relative).parent.mkdir(parents=True, exist_ok=True)
         Dataset.from_dict({"audio": [{"bytes": tone.read_bytes(), "path": tone.name}]}).to_parquet(
             str(tmp_path / "pq" / relative)
@@ -291,8 +292,11 @@ def test_sources_without_audio_metadata_mix_with_folders(tmp_path, tones, stream
     pq.write_table(pa.table({"audio": paths}), tmp_path / "paths.parquet")
     Dataset.from_dict({"file": [str(path) for path in tones[2:4]]}).save_to_disk(str(tmp_path / "paths"))
     sources = [
-        str(tones[0].parent), str(tmp_path / "plain"), f"{tmp_path / 'paths'},column=file", str(tmp_path / "paths.parquet")
-    ]  # fmt: skip
+        str(tones[0].parent),
+        str(tmp_path / "plain"),
+        f"{tmp_path / 'paths'},column=file",
+        str(tmp_path / "paths.parquet"),
+    ]
     args = DacDataArguments(dataset=sources, num_validation_examples=1, streaming=streaming)
     train, _ = build_datasets(args, seed=0)
     rows = [row["audio"] for row in itertools.islice(train, 40)]
