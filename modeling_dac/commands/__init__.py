@@ -33,8 +33,13 @@ def add_model_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         default=DEFAULT_MODEL,
-        help="save_pretrained directory or hub id of a DacModel (default: the repository's reference checkpoint, "
-        "a small 16 kHz codec; use a converted official model for real quality)",
+        help="save_pretrained directory or hub id of a DacModel "
+        + (
+            "(default: the repository's reference checkpoint, a small 16 kHz codec; use a converted official model "
+            "for real quality)"
+            if DEFAULT_MODEL
+            else "(required: an installed package has no default checkpoint)"
+        ),
     )
 
 
