@@ -140,23 +140,18 @@ class DacConfig(PretrainedConfig):
             name for name, parameter in parameters.items() if parameter.kind is parameter.POSITIONAL_OR_KEYWORD
         }
         overrides = {name: kwargs.pop(name) for name in list(kwargs) if name in own_fields - {"self"}}
-        stored = {
-            name: config_dict.get(name, parameters[name].default)
-            for name in ("encoder_hidden_size", "downsampling_ratios")
-        }
-        derived_from = {
-            "hop_length": ({"downsampling_ratios"}, None),  # always derived
-            "upsampling_ratios": ({"downsampling_ratios"}, list(stored["downsampling_ratios"])[::-1]),
-            "hidden_size": (
-                {"encoder_hidden_size", "downsampling_ratios"},
-                stored["encoder_hidden_size"] * 2 ** len(stored["downsampling_ratios"]),
-            ),
+        ratios = config_dict.get("downsampling_ratios", parameters["downsampling_ratios"].default)
+        width = config_dict.get("encoder_hidden_size", parameters["encoder_hidden_size"].default)
+        derived = {  # field: (the fields it is derived from, its value derived from the stored ones)
+            "hop_length": ({"downsampling_ratios"}, math.prod(ratios)),
+            "upsampling_ratios": ({"downsampling_ratios"}, list(ratios)[::-1]),
+            "hidden_size": ({"encoder_hidden_size", "downsampling_ratios"}, width * 2 ** len(ratios)),
         }
         config_dict = {**config_dict, **overrides}
-        for name, (sources, stored_derivation) in derived_from.items():
-            if name not in overrides and sources & overrides.keys():
-                if stored_derivation is None or _as_list(config_dict.get(name)) == _as_list(stored_derivation):
-                    config_dict.pop(name, None)
+        for name, (sources, stored_derivation) in derived.items():
+            followed = _as_list(config_dict.get(name)) == _as_list(stored_derivation)
+            if name not in overrides and sources & overrides.keys() and followed:
+                config_dict.pop(name)
         return super().from_dict(config_dict, **kwargs)
 
     def _validate(self) -> None:
