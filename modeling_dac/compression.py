@@ -24,6 +24,7 @@ from .audio import LoudnessMeter, resample, soundfile_format, to_float_audio
 from .dac_file import DacFile, DacFileMetadata
 from .modeling_dac import _parameter_dtype
 from .streaming import DacStreamingEncoder
+from .validation import check_positive_integer
 from .windowing import _convolutions, _inference, decode_long, encode_long, iter_decode_long
 
 __all__ = ["TARGET_LOUDNESS", "compress", "compress_file", "decompress", "decompress_file"]
@@ -79,12 +80,6 @@ def _as_audio(audio) -> np.ndarray:
     return audio
 
 
-def _check_sampling_rate(sampling_rate) -> int:
-    if isinstance(sampling_rate, bool) or not isinstance(sampling_rate, (int, np.integer)) or sampling_rate < 1:
-        raise ValueError(f"`sampling_rate` must be a positive integer in Hz, got {sampling_rate!r}.")
-    return int(sampling_rate)
-
-
 def _model_name(model: nn.Module) -> str | None:
     """What the model was loaded from, for the .dac metadata: a hub id, or a local directory's name."""
     name = str(getattr(model.config, "name_or_path", "") or "").rstrip("/")
@@ -121,7 +116,7 @@ def compress(
         equal to `model.encode` of the whole (resampled, normalised) clip.
     """
     audio = _as_audio(audio)
-    sampling_rate = _check_sampling_rate(sampling_rate)
+    sampling_rate = check_positive_integer(sampling_rate, "sampling_rate", "in Hz")
     original_length = audio.shape[1]
     loudness = None
     if normalize_loudness:

@@ -11,6 +11,8 @@ import math
 from transformers import PretrainedConfig
 from transformers.utils import logging
 
+from .validation import check_positive_integer
+
 logger = logging.get_logger(__name__)
 
 __all__ = ["DacConfig"]
@@ -156,11 +158,8 @@ class DacConfig(PretrainedConfig):
 
     def _validate(self) -> None:
         for name in ("encoder_hidden_size", "decoder_hidden_size", "hidden_size", "n_codebooks", "codebook_dim"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
-        if not isinstance(self.sampling_rate, int) or self.sampling_rate < 1:
-            raise ValueError(f"`sampling_rate` must be a positive integer in Hz, got {self.sampling_rate!r}.")
+            setattr(self, name, check_positive_integer(getattr(self, name), name))
+        self.sampling_rate = check_positive_integer(self.sampling_rate, "sampling_rate", "in Hz")
         if not self.downsampling_ratios or any(ratio < 1 for ratio in self.downsampling_ratios):
             raise ValueError(
                 f"`downsampling_ratios` must be a non-empty list of positive integers, got {self.downsampling_ratios}."

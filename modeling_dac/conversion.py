@@ -6,7 +6,6 @@ containers and tensors, so it is read with `torch.load(weights_only=True)`: noth
 Transformers-port checkpoints need no conversion: their layout is ours, and `DacModel.from_pretrained` loads them.
 """
 
-import re
 from pathlib import Path
 
 import torch

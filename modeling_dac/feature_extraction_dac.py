@@ -1,6 +1,5 @@
 """DacFeatureExtractor: audio arrays in, the model's `input_values` and `padding_mask` out."""
 
-import numbers
 
 import numpy as np
 import torch
@@ -8,6 +7,7 @@ from transformers import BatchFeature, SequenceFeatureExtractor
 from transformers.utils import logging
 
 from . import audio
+from .validation import check_positive_integer
 
 logger = logging.get_logger(__name__)
 
@@ -160,10 +160,8 @@ class DacFeatureExtractor(SequenceFeatureExtractor):
         return clip
 
     def _pad(self, rows: list[np.ndarray], padding, max_length, truncation) -> tuple[np.ndarray, np.ndarray]:
-        if max_length is not None and (
-            isinstance(max_length, bool) or not isinstance(max_length, numbers.Integral) or max_length < 1
-        ):
-            raise ValueError(f"`max_length` must be a positive number of samples, got {max_length!r}.")
+        if max_length is not None:
+            check_positive_integer(max_length, "max_length", "number of samples")
         if padding in (True, "longest"):
             target = max(len(row) for row in rows)
         elif padding == "max_length":

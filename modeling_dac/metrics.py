@@ -26,6 +26,8 @@ import soxr
 import torch
 from torch import nn
 
+from .validation import check_positive_integer
+
 __all__ = [
     "MEL_N_MELS",
     "MEL_WINDOW_LENGTHS",
@@ -334,12 +336,6 @@ def _batched_pair(reference, estimate, dtype: torch.dtype) -> tuple[torch.Tensor
     return reference, estimate, single
 
 
-def _check_sampling_rate(sampling_rate) -> int:
-    if isinstance(sampling_rate, bool) or not isinstance(sampling_rate, (int, np.integer)) or sampling_rate <= 0:
-        raise ValueError(f"sampling_rate must be a positive integer (Hz), got {sampling_rate!r}.")
-    return int(sampling_rate)
-
-
 def _per_item_result(values: torch.Tensor | Sequence[float], single: bool) -> float | np.ndarray:
     values = np.asarray(values.cpu() if isinstance(values, torch.Tensor) else values, dtype=np.float64)
     return float(values[0]) if single else values
@@ -368,7 +364,8 @@ def mel_distance(reference, estimate, sampling_rate: int) -> float | np.ndarray:
     Computed at ``sampling_rate``; the paper's numbers are at 44.1 kHz. Needs at least 1025 samples.
     Returns a float for `[T]` inputs, an array of shape `[B]` for `[B, T]` or `[B, 1, T]` inputs.
     """
-    return _spectral_distance(_mel_distance_module(_check_sampling_rate(sampling_rate)), reference, estimate)
+    sampling_rate = check_positive_integer(sampling_rate, "sampling_rate", "in Hz")
+    return _spectral_distance(_mel_distance_module(sampling_rate), reference, estimate)
 
 
 def stft_distance(reference, estimate, sampling_rate: int) -> float | np.ndarray:
@@ -377,7 +374,7 @@ def stft_distance(reference, estimate, sampling_rate: int) -> float | np.ndarray
     Windows are in samples, so the value does not depend on ``sampling_rate`` (taken for a uniform signature).
     Needs at least 1025 samples. Returns a float for `[T]` inputs, an array of shape `[B]` otherwise.
     """
-    _check_sampling_rate(sampling_rate)
+    check_positive_integer(sampling_rate, "sampling_rate", "in Hz")
     return _spectral_distance(_stft_distance_module(), reference, estimate)
 
 
@@ -389,7 +386,7 @@ def si_sdr(reference, estimate, sampling_rate: int) -> float | np.ndarray:
     identical signals give a large finite value. ``sampling_rate`` is taken for a uniform signature.
     Returns a float for `[T]` inputs, an array of shape `[B]` otherwise.
     """
-    _check_sampling_rate(sampling_rate)
+    check_positive_integer(sampling_rate, "sampling_rate", "in Hz")
     reference, estimate, single = _batched_pair(reference, estimate, torch.float64)
     reference = reference - reference.mean(dim=-1, keepdim=True)
     estimate = estimate - estimate.mean(dim=-1, keepdim=True)
@@ -451,7 +448,7 @@ def visqol(reference, estimate, sampling_rate: int, mode: str = "audio") -> floa
     """
     if mode not in VISQOL_SAMPLING_RATES:
         raise ValueError(f"visqol mode must be one of {sorted(VISQOL_SAMPLING_RATES)}, got {mode!r}.")
-    sampling_rate = _check_sampling_rate(sampling_rate)
+    sampling_rate = check_positive_integer(sampling_rate, "sampling_rate", "in Hz")
     api = _visqol_api(mode)
     target_rate = VISQOL_SAMPLING_RATES[mode]
     pairs, single = _numpy_pairs(reference, estimate, sampling_rate, target_rate)
@@ -470,7 +467,7 @@ def pesq(reference, estimate, sampling_rate: int, mode: str = "wb") -> float | n
     """
     if mode not in ("wb", "nb"):
         raise ValueError(f"pesq mode must be 'wb' or 'nb', got {mode!r}.")
-    sampling_rate = _check_sampling_rate(sampling_rate)
+    sampling_rate = check_positive_integer(sampling_rate, "sampling_rate", "in Hz")
     pesq_package = _import_optional("pesq", "pesq", "pesq")
     pairs, single = _numpy_pairs(reference, estimate, sampling_rate, PESQ_SAMPLING_RATE)
     scores = [
@@ -486,7 +483,7 @@ def stoi(reference, estimate, sampling_rate: int, extended: bool = False) -> flo
     ``pystoi`` resamples to 10 kHz itself; ``extended=True`` gives ESTOI. Returns a float for `[T]` inputs, an
     array of shape `[B]` otherwise.
     """
-    sampling_rate = _check_sampling_rate(sampling_rate)
+    sampling_rate = check_positive_integer(sampling_rate, "sampling_rate", "in Hz")
     pystoi = _import_optional("pystoi", "pystoi", "stoi")
     pairs, single = _numpy_pairs(reference, estimate, sampling_rate, None)
     scores = [

@@ -23,7 +23,6 @@ from torch import nn
 
 from .windowing import (
     DacReceptiveField,
-    _check_batch_size,
     decode_windows,
     decoder_context,
     encode_windows,
@@ -31,6 +30,7 @@ from .windowing import (
     plan_windows,
     window_frames,
 )
+from .validation import check_positive_integer
 
 __all__ = ["DacStreamingDecoder", "DacStreamingEncoder"]
 
@@ -56,8 +56,7 @@ class _DacStream:
         self.context = context
         self._units_per_frame = units_per_frame
         self._window_duration = window_duration
-        self._batch_size = batch_size
-        _check_batch_size(batch_size)
+        self._batch_size = check_positive_integer(batch_size, "batch_size")
         window_frames(model.config, context, window_duration)  # reject a too short window now, not mid-stream
         self._frames_per_window = None
         self._leading_shape = None  # the chunks' shape before the time axis, fixed by the first chunk

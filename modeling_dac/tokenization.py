@@ -27,6 +27,7 @@ from . import audio as audio_io
 from .audio_datasets import audio_storage, read_audio_record
 from .batching import encoder_receptive_field
 from .feature_extraction_dac import DacFeatureExtractor
+from .validation import check_positive_integer
 
 if TYPE_CHECKING:
     from datasets import Dataset, Features, IterableDataset
@@ -200,8 +201,7 @@ def tokenize_dataset(
     if model.training:
         raise ValueError("the model is in training mode; call model.eval() before tokenizing")
     n_quantizers = model._check_n_quantizers(n_quantizers)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    batch_size = check_positive_integer(batch_size, "batch_size")
     features = dataset.features
     if features is not None:
         if audio_column not in features:

@@ -15,13 +15,14 @@ See docs/tokens.md for drawings of each layout.
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 import numpy as np
 import torch
+
+from .validation import check_positive_integer, is_integer
 
 
 __all__ = [
@@ -61,16 +62,6 @@ def _like_input(tensor: torch.Tensor, is_numpy: bool):
 def _check_ndim(tensor: torch.Tensor, ndim: int, name: str, shape: str) -> None:
     if tensor.ndim != ndim:
         raise ValueError(f"{name} must have shape {shape}, got {tuple(tensor.shape)}")
-
-
-def _is_integer(value) -> bool:
-    """A Python or numpy integer (not a bool, not a whole float: those would make ids floats)."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _check_positive(value: int, name: str) -> None:
-    if not _is_integer(value) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def _first_index(mask: torch.Tensor) -> tuple[int, ...]:
@@ -142,7 +133,7 @@ def codes_to_tokens(codes: ArrayT, codebook_size: int) -> ArrayT:
     Raises:
         ValueError: a code outside ``[0, codebook_size)``, or a wrong shape.
     """
-    _check_positive(codebook_size, "codebook_size")
+    check_positive_integer(codebook_size, "codebook_size")
     codes_tensor, is_numpy = _as_int64_tensor(codes, "codes")
     _check_ndim(codes_tensor, 3, "codes", "[batch, n_codebooks, frames]")
     out_of_range = (codes_tensor < 0) | (codes_tensor >= codebook_size)
@@ -181,8 +172,8 @@ def tokens_to_codes(
         ValueError: a partial frame with ``on_partial_frame="error"``, a special token or an id outside
             the code range, or a token in another codebook's slot. The message names the position.
     """
-    _check_positive(n_codebooks, "n_codebooks")
-    _check_positive(codebook_size, "codebook_size")
+    check_positive_integer(n_codebooks, "n_codebooks")
+    check_positive_integer(codebook_size, "codebook_size")
     if on_partial_frame not in ("error", "drop"):
         raise ValueError(f"on_partial_frame must be 'error' or 'drop', got {on_partial_frame!r}")
     tokens_tensor, is_numpy = _as_int64_tensor(tokens, "tokens")
@@ -208,7 +199,7 @@ def truncate_codebooks(codes: ArrayT, n: int) -> ArrayT:
     codes_tensor, is_numpy = _as_int64_tensor(codes, "codes")
     _check_ndim(codes_tensor, 3, "codes", "[batch, n_codebooks, frames]")
     n_codebooks = codes_tensor.shape[1]
-    if not _is_integer(n) or not 1 <= n <= n_codebooks:
+    if not is_integer(n) or not 1 <= n <= n_codebooks:
         raise ValueError(f"n must be an integer in [1, {n_codebooks}] (the codebooks present), got {n!r}")
     return _like_input(codes_tensor[:, : int(n)].clone(), is_numpy)
 
@@ -226,7 +217,7 @@ def truncate_tokens(tokens: ArrayT, n_codebooks: int, codebook_size: int, n: int
 
 def musicgen_delays(n_codebooks: int) -> list[int]:
     """MusicGen's delay pattern: codebook ``k`` is delayed by ``k`` frames (``[0, 1, ..., n_codebooks - 1]``)."""
-    _check_positive(n_codebooks, "n_codebooks")
+    check_positive_integer(n_codebooks, "n_codebooks")
     return list(range(n_codebooks))
 
 
@@ -235,12 +226,12 @@ def dia_delays(n_codebooks: int) -> list[int]:
 
     The first codebook is not delayed; the others follow eight frames later, one more frame each.
     """
-    _check_positive(n_codebooks, "n_codebooks")
+    check_positive_integer(n_codebooks, "n_codebooks")
     return [0] + list(range(8, 8 + n_codebooks - 1))
 
 
 def _check_delays(delays: Sequence[int], n_codebooks: int) -> list[int]:
-    if not all(_is_integer(delay) for delay in delays):
+    if not all(is_integer(delay) for delay in delays):
         raise ValueError(f"delays must be integers, got {list(delays)}")
     delays = [int(delay) for delay in delays]
     if len(delays) != n_codebooks:
@@ -354,8 +345,8 @@ class DacTokenLayout:
     codebook_size: int
 
     def __post_init__(self):
-        _check_positive(self.n_codebooks, "n_codebooks")
-        _check_positive(self.codebook_size, "codebook_size")
+        check_positive_integer(self.n_codebooks, "n_codebooks")
+        check_positive_integer(self.codebook_size, "codebook_size")
 
     @property
     def bos_token_id(self) -> int:

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from .configuration_dac import DacConfig
+from .validation import check_positive_integer
 
 __all__ = [
     "ACTIVATION_MEMORY_BUDGET",
@@ -248,16 +249,11 @@ def _inference(model: nn.Module) -> Iterator[None]:
         _release_freed_memory()
 
 
-def _check_batch_size(batch_size) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
-
-
 def _batches(
     windows: Iterable[DacWindow], read: Callable[[int, int], torch.Tensor], batch_size: int
 ) -> Iterator[tuple[list[DacWindow], torch.Tensor]]:
     """Consecutive windows whose inputs have the same shape, up to `batch_size` at a time, stacked."""
-    _check_batch_size(batch_size)
+    batch_size = check_positive_integer(batch_size, "batch_size")
     group, inputs = [], []
     for window in windows:
         window_input = read(window.start, window.stop)
@@ -366,7 +362,7 @@ def encode_long(
     if not torch.isfinite(audio).all():
         raise ValueError("`audio` contains NaN or Inf.")
     n_quantizers = model._check_n_quantizers(n_quantizers)
-    _check_batch_size(batch_size)
+    batch_size = check_positive_integer(batch_size, "batch_size")
     config, channels = model.config, audio.shape[0]
     hop_length = config.hop_length
     total_frames = model.get_encoded_length(audio.shape[-1])
@@ -399,7 +395,7 @@ def iter_decode_long(
     """
     audio_codes = _channels_first(audio_codes, "audio_codes", trailing_dims=2)
     model._check_audio_codes(audio_codes)  # here, not in the generator: bad codes fail at the call
-    _check_batch_size(batch_size)
+    batch_size = check_positive_integer(batch_size, "batch_size")
     config, channels, total_frames = model.config, audio_codes.shape[0], audio_codes.shape[-1]
     context = decoder_context(config)
     frames_per_window = window_frames(config, context, window_duration, items=channels * batch_size)

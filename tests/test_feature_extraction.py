@@ -135,7 +135,7 @@ def test_max_length_padding_and_truncation(extractor):
     with pytest.raises(ValueError, match="padding"):
         extractor(clip, sampling_rate=SAMPLING_RATE, padding="left")
     for max_length in (0, -5, 1.5, True):
-        with pytest.raises(ValueError, match="`max_length` must be a positive number of samples"):
+        with pytest.raises(ValueError, match="`max_length` must be a positive integer number of samples"):
             extractor(clip, sampling_rate=SAMPLING_RATE, truncation=True, max_length=max_length)
 
 

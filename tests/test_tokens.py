@@ -137,7 +137,7 @@ def test_flat_layout_rejects_bad_arguments():
         tokens_to_codes(np.zeros((1, 4), dtype=np.float32), 2, 10)
     with pytest.raises(TypeError, match="torch.Tensor or numpy array"):
         codes_to_tokens([[[1]]], 10)
-    with pytest.raises(ValueError, match="codebook_size must be a positive integer"):
+    with pytest.raises(ValueError, match="`codebook_size` must be a positive integer"):
         codes_to_tokens(torch.zeros(1, 1, 1, dtype=torch.long), 0)
     with pytest.raises(ValueError, match="on_partial_frame must be 'error' or 'drop'"):
         tokens_to_codes(torch.zeros(1, 2, dtype=torch.long), 2, 10, on_partial_frame="pad")
@@ -173,7 +173,7 @@ def test_named_delay_patterns():
     assert dia_delays(9) == [0, 8, 9, 10, 11, 12, 13, 14, 15]
     assert dia_delays(4) == [0, 8, 9, 10]
     assert dia_delays(1) == [0]
-    with pytest.raises(ValueError, match="n_codebooks must be a positive integer"):
+    with pytest.raises(ValueError, match="`n_codebooks` must be a positive integer"):
         musicgen_delays(0)
 
 
@@ -296,9 +296,9 @@ def test_special_token_ids():
     per_codebook_ids = (layout.codebook_eos_token_id, layout.codebook_pad_token_id, layout.codebook_bos_token_id)
     assert per_codebook_ids == (1024, 1025, 1026)
     assert layout.codebook_vocab_size == 1027
-    with pytest.raises(ValueError, match="n_codebooks must be a positive integer"):
+    with pytest.raises(ValueError, match="`n_codebooks` must be a positive integer"):
         DacTokenLayout(0, 1024)
-    with pytest.raises(ValueError, match="n_codebooks must be a positive integer"):
+    with pytest.raises(ValueError, match="`n_codebooks` must be a positive integer"):
         DacTokenLayout(9.0, 1024)  # would make every special id a float
 
 
