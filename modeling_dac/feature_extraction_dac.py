@@ -1,5 +1,6 @@
 """DacFeatureExtractor: audio arrays in, the model's `input_values` and `padding_mask` out."""
 
+import math
 
 import numpy as np
 import torch
@@ -118,7 +119,82 @@ class DacFeatureExtractor(SequenceFeatureExtractor):
                 channels = audio.resample(channels, sampling_rate, self.sampling_rate)
             rows.extend(channels)
 
-        input_values, padding_mask = self._pad(rows, padding, max_length, truncation)
+        return self._padded_features(rows, padding, max_length, truncation, None, return_tensors)
+
+    def pad(
+        self,
+        processed_features,
+        padding: bool | str = True,
+        max_length: int | None = None,
+        truncation: bool = False,
+        pad_to_multiple_of: int | None = None,
+        return_tensors: str = "pt",
+    ) -> BatchFeature:
+        """Batch features this extractor made one clip at a time (e.g. in `datasets.map`), as a collator does.
+
+        ``processed_features`` is a `BatchFeature` or dict whose ``input_values`` lists the clips, or a list of such
+        dicts (what `DataCollatorWithPadding` passes). Each entry's ``input_values`` is ``(samples,)``,
+        ``(rows, samples)`` or ``(rows, 1, samples)``; its ``padding_mask``, when present, marks the real samples,
+        so earlier padding is dropped first. The result equals calling the extractor on the whole batch at once:
+        ``input_values`` ``(batch, 1, samples)`` and ``padding_mask`` ``(batch, samples)``, with lengths rounded up
+        to a multiple of ``hop_length`` (and of ``pad_to_multiple_of`` when given).
+        """
+        if return_tensors not in ("pt", "np"):
+            raise ValueError(f"`return_tensors` must be 'pt' or 'np', got {return_tensors!r}.")
+        if pad_to_multiple_of is not None:
+            check_positive_integer(pad_to_multiple_of, "pad_to_multiple_of")
+        if isinstance(processed_features, (list, tuple)):
+            entries = list(processed_features)
+        elif "input_values" in processed_features:
+            masks = processed_features.get("padding_mask")
+            entries = [
+                {"input_values": values, "padding_mask": None if masks is None else masks[index]}
+                for index, values in enumerate(processed_features["input_values"])
+            ]
+        else:
+            raise ValueError("`pad` needs `input_values`: pass the extractor's output or a list of its outputs.")
+        rows = [row for index, entry in enumerate(entries) for row in self._entry_rows(entry, index)]
+        if not rows:
+            raise ValueError("`pad` got no clips.")
+        return self._padded_features(rows, padding, max_length, truncation, pad_to_multiple_of, return_tensors)
+
+    @staticmethod
+    def _entry_rows(entry, index: int) -> list[np.ndarray]:
+        """The real samples of one `pad` entry's rows, with the padding its `padding_mask` marks removed."""
+        if not hasattr(entry, "keys") or "input_values" not in entry:
+            raise ValueError(f"Entry {index} of `pad` has no `input_values`.")
+        values = entry["input_values"]
+        values = values.detach().cpu().float().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
+        if not np.issubdtype(values.dtype, np.floating):
+            raise ValueError(
+                f"Entry {index} of `pad` holds {values.dtype} samples; `pad` takes this extractor's float output. "
+                "Call the extractor itself on raw (e.g. integer PCM) audio."
+            )
+        if values.ndim == 3 and values.shape[1] == 1:
+            values = values[:, 0]
+        elif values.ndim == 1:
+            values = values[None]
+        elif values.ndim != 2:
+            raise ValueError(
+                f"Entry {index} of `pad` has `input_values` of shape {values.shape}; expected (samples,), "
+                "(rows, samples) or (rows, 1, samples)."
+            )
+        mask = entry.get("padding_mask")
+        if mask is None:
+            return list(values.astype(np.float32))
+        mask = np.asarray(mask.cpu() if isinstance(mask, torch.Tensor) else mask)
+        if mask.size != values.size:
+            raise ValueError(
+                f"Entry {index} of `pad` has a `padding_mask` of shape {mask.shape} for `input_values` of shape "
+                f"{values.shape}."
+            )
+        mask = mask.reshape(values.shape)
+        return [row[: int(row_mask.sum())].astype(np.float32) for row, row_mask in zip(values, mask)]
+
+    def _padded_features(
+        self, rows: list[np.ndarray], padding, max_length, truncation, pad_to_multiple_of, return_tensors
+    ) -> BatchFeature:
+        input_values, padding_mask = self._pad_rows(rows, padding, max_length, truncation, pad_to_multiple_of)
         features = BatchFeature({"input_values": input_values[:, None, :], "padding_mask": padding_mask})
         return features.convert_to_tensors(return_tensors)
 
@@ -159,7 +235,10 @@ class DacFeatureExtractor(SequenceFeatureExtractor):
             raise ValueError(f"Clip {index} contains NaN or Inf.")
         return clip
 
-    def _pad(self, rows: list[np.ndarray], padding, max_length, truncation) -> tuple[np.ndarray, np.ndarray]:
+    def _pad_rows(
+        self, rows: list[np.ndarray], padding, max_length, truncation, pad_to_multiple_of
+    ) -> tuple[np.ndarray, np.ndarray]:
+        # Not named `_pad`: `SequenceFeatureExtractor` has a hook of that name with another signature.
         if max_length is not None:
             check_positive_integer(max_length, "max_length", "number of samples")
         if padding in (True, "longest"):
@@ -178,7 +257,8 @@ class DacFeatureExtractor(SequenceFeatureExtractor):
         elif any(len(row) > target for row in rows):
             raise ValueError(f"A clip is longer than max_length={max_length}; pass `truncation=True` to cut it.")
 
-        target = -(-target // self.hop_length) * self.hop_length
+        multiple = math.lcm(self.hop_length, pad_to_multiple_of or 1)
+        target = -(-target // multiple) * multiple
         input_values = np.full((len(rows), target), self.padding_value, dtype=np.float32)
         padding_mask = np.zeros((len(rows), target), dtype=np.int64)
         for index, row in enumerate(rows):

@@ -201,6 +201,49 @@ def test_bad_options_are_clear_errors(extractor, options, message):
         extractor(noise(2, 100), sampling_rate=SAMPLING_RATE, **options)
 
 
+def _one_at_a_time(extractor, clips):
+    return [extractor(clip, sampling_rate=SAMPLING_RATE, return_tensors="np") for clip in clips]
+
+
+def test_pad_of_single_clip_features_equals_the_batch_call(extractor):
+    clips = [noise(1000), noise(333, seed=1), noise(2, 700, seed=2), noise(2000, seed=3)]
+    whole = extractor(clips, sampling_rate=SAMPLING_RATE)
+    singles = _one_at_a_time(extractor, clips)
+    as_stored_by_datasets = [{key: value.tolist() for key, value in single.items()} for single in singles]
+    for entries in (singles, as_stored_by_datasets, whole):
+        padded = extractor.pad(entries)
+        assert torch.equal(padded["input_values"], whole["input_values"])
+        assert torch.equal(padded["padding_mask"], whole["padding_mask"])
+    truncated = extractor.pad(singles, padding="max_length", max_length=900, truncation=True, return_tensors="np")
+    expected = extractor(clips, sampling_rate=SAMPLING_RATE, padding="max_length", max_length=900, truncation=True)
+    np.testing.assert_array_equal(truncated["input_values"], expected["input_values"].numpy())
+
+
+def test_data_collator_with_padding_batches_the_features(extractor):
+    from transformers import DataCollatorWithPadding
+
+    singles = _one_at_a_time(extractor, [noise(1000), noise(333, seed=1)])
+    batch = DataCollatorWithPadding(extractor, pad_to_multiple_of=3)([dict(single) for single in singles])
+    assert batch["input_values"].shape == (2, 1, 1920)  # 1000 samples -> a multiple of lcm(320, 3) = 960
+    assert batch["padding_mask"].sum(-1).tolist() == [1000, 333]
+
+
+@pytest.mark.parametrize(
+    "entries, message",
+    [
+        ([{"padding_mask": [1, 1]}], "Entry 0 of `pad` has no `input_values`"),
+        ({"audio": [[0.0]]}, "`pad` needs `input_values`"),
+        ([], "`pad` got no clips"),
+        ([{"input_values": np.zeros(4, np.int16)}], "holds int16 samples"),
+        ([{"input_values": np.zeros((1, 2, 4), np.float32)}], r"shape \(1, 2, 4\)"),
+        ([{"input_values": np.zeros(4, np.float32), "padding_mask": np.ones(3)}], "`padding_mask` of shape"),
+    ],
+)
+def test_pad_errors_name_the_problem(extractor, entries, message):
+    with pytest.raises(ValueError, match=message):
+        extractor.pad(entries)
+
+
 @torch.no_grad()
 def test_model_accepts_the_features_directly():
     config = DacConfig.from_pretrained("hub_configs/tiny")
