@@ -5,57 +5,13 @@ its end, where the encoder's convolutions see the batch's padding instead of the
 receptive field of the encoder, computed from the config, says how far that reaches: docs/batching.md.
 """
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
-from . import windowing
-from .configuration_dac import DacConfig
+# Re-exported: the receptive field is what decides which frames of a padded batch are exact.
+from .windowing import DacEncoderReceptiveField, encoder_receptive_field
 
 __all__ = ["DacEncoderReceptiveField", "encoder_receptive_field", "is_right_padded", "unpad"]
-
-
-@dataclass(frozen=True)
-class DacEncoderReceptiveField(windowing.DacReceptiveField):
-    r"""
-    The input samples one code frame depends on: frame `f` covers samples `[f * hop_length, (f + 1) * hop_length)`
-    and its code depends on samples `f * hop_length - left` to `(f + 1) * hop_length - 1 + right` (inclusive).
-
-    Args:
-        left (`int`): samples before the frame's own hop window that reach its code.
-        right (`int`): samples after the frame's own hop window that reach its code.
-        hop_length (`int`): samples per code frame.
-    """
-
-    hop_length: int
-
-    @property
-    def size(self) -> int:
-        """Samples one code depends on in all."""
-        return self.left + self.hop_length + self.right
-
-    def exact_frames(self, length: int) -> int:
-        """
-        How many leading frames of a clip of `length` samples have their whole receptive field inside the clip
-        on the right (`(f + 1) * hop_length - 1 + right < length`): those frames get the same code in a
-        right-padded batch as when the clip is encoded alone. The left side never matters, since a clip starts
-        the same way in both cases.
-        """
-        if length < 0:
-            raise ValueError(f"`length` must be >= 0, got {length}.")
-        return max(0, (length - self.right) // self.hop_length)
-
-
-def encoder_receptive_field(config: DacConfig) -> DacEncoderReceptiveField:
-    """
-    The receptive field of one code frame, traced through the encoder's convolutions as the model builds them
-    from `config` (`modeling_dac.windowing.encoder_receptive_field`), with the hop length. For the released
-    44.1 kHz models it is 3,733 samples on each side of the 512-sample hop window; for the 16 and 24 kHz
-    models, 2,501 left and 2,493 right of the 320-sample window.
-    """
-    field = windowing.encoder_receptive_field(config)
-    return DacEncoderReceptiveField(left=field.left, right=field.right, hop_length=config.hop_length)
 
 
 def unpad(values, mask) -> list:

@@ -32,6 +32,7 @@ from .validation import check_positive_integer
 __all__ = [
     "ACTIVATION_MEMORY_BUDGET",
     "MAX_AUTO_WINDOW_SECONDS",
+    "DacEncoderReceptiveField",
     "DacReceptiveField",
     "DacWindow",
     "decode_long",
@@ -95,6 +96,37 @@ class DacReceptiveField:
 
 
 @dataclass(frozen=True)
+class DacEncoderReceptiveField(DacReceptiveField):
+    r"""
+    The input samples one code frame depends on: frame `f` covers samples `[f * hop_length, (f + 1) * hop_length)`
+    and its code depends on samples `f * hop_length - left` to `(f + 1) * hop_length - 1 + right` (inclusive).
+
+    Args:
+        left (`int`): samples before the frame's own hop window that reach its code.
+        right (`int`): samples after the frame's own hop window that reach its code.
+        hop_length (`int`): samples per code frame.
+    """
+
+    hop_length: int
+
+    @property
+    def size(self) -> int:
+        """Samples one code depends on in all."""
+        return self.left + self.hop_length + self.right
+
+    def exact_frames(self, length: int) -> int:
+        """
+        How many leading frames of a clip of `length` samples have their whole receptive field inside the clip
+        on the right (`(f + 1) * hop_length - 1 + right < length`): those frames get the same code in a
+        right-padded batch as when the clip is encoded alone. The left side never matters, since a clip starts
+        the same way in both cases.
+        """
+        if length < 0:
+            raise ValueError(f"`length` must be >= 0, got {length}.")
+        return max(0, (length - self.right) // self.hop_length)
+
+
+@dataclass(frozen=True)
 class DacWindow:
     """
     One model call of a windowed pass, in code frames: the model runs on frames `[start, stop)` (audio samples
@@ -143,15 +175,17 @@ def _meta_module(module_class: type[nn.Module], config: DacConfig) -> nn.Module:
         return module_class(config)
 
 
-def encoder_receptive_field(config: DacConfig) -> DacReceptiveField:
+def encoder_receptive_field(config: DacConfig) -> DacEncoderReceptiveField:
     """
-    The encoder's receptive field in audio samples beyond a frame's own `hop_length` samples, computed from
-    the kernel sizes, dilations, strides and paddings of the encoder that `config` describes.
+    The encoder's receptive field in audio samples beyond a frame's own `hop_length` samples, traced through the
+    kernel sizes, dilations, strides and paddings of the encoder that `config` describes. For the released
+    44.1 kHz models it is 3,733 samples on each side of the 512-sample hop window; for the 16 and 24 kHz models,
+    2,501 left and 2,493 right of the 320-sample window.
     """
     from .modeling_dac import DacEncoder
 
     first, last = _receptive_span(_meta_module(DacEncoder, config), 0, 0)
-    return DacReceptiveField(left=-first, right=last - (config.hop_length - 1))
+    return DacEncoderReceptiveField(left=-first, right=last - (config.hop_length - 1), hop_length=config.hop_length)
 
 
 def encoder_context(config: DacConfig) -> DacReceptiveField:

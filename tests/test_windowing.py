@@ -8,6 +8,7 @@ import torch
 
 from modeling_dac import DacConfig, DacModel
 from modeling_dac.windowing import (
+    DacEncoderReceptiveField,
     DacReceptiveField,
     decode_long,
     decoder_context,
@@ -66,7 +67,8 @@ def test_receptive_fields_by_hand_for_one_stride():
     # reads samples 2*(-1)-1 .. 2*1-1+3 = -3..4; the residual units (k7, dilations 1, 3, 9) widen that by
     # 3 + 9 + 27 = 39 each side: -42..43; conv1 (k7, p3): -45..46. Frame 0 spans samples 0..1.
     config = DacConfig(downsampling_ratios=[2], encoder_hidden_size=2, decoder_hidden_size=16)
-    assert encoder_receptive_field(config) == DacReceptiveField(left=45, right=46 - 1)
+    expected = DacEncoderReceptiveField(left=45, right=46 - 1, hop_length=2)
+    assert encoder_receptive_field(config) == expected
     assert encoder_context(config) == DacReceptiveField(left=23, right=23)  # ceil(45 / 2)
     # Decoder: samples 0..1 <- conv2 (k7, p3) -3..4 <- residual units -42..43 <- transposed conv (k4, s2, p1):
     # latent i writes samples 2i-1 .. 2i+2, so frames ceil((-42-2)/2) .. floor(44/2) = -22..22 <- conv1: -25..25.
@@ -94,11 +96,11 @@ def test_receptive_fields_match_the_gradients(strides):
 
 def test_released_configs_context():
     # 44.1 kHz: 3733 samples each side, 7.3 hops, so 8 frames of context for the encoder; 10 for the decoder.
-    assert encoder_receptive_field(DacConfig()) == DacReceptiveField(3733, 3733)
+    assert encoder_receptive_field(DacConfig()) == DacEncoderReceptiveField(3733, 3733, 512)
     assert encoder_context(DacConfig()) == DacReceptiveField(8, 8)
     assert decoder_context(DacConfig()) == DacReceptiveField(10, 10)
     config_24khz = DacConfig(sampling_rate=24000, downsampling_ratios=[2, 4, 5, 8], n_codebooks=32)
-    assert encoder_receptive_field(config_24khz) == DacReceptiveField(2501, 2493)
+    assert encoder_receptive_field(config_24khz) == DacEncoderReceptiveField(2501, 2493, 320)
 
 
 @pytest.mark.parametrize(
