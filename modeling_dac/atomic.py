@@ -65,8 +65,10 @@ def write_folder_atomically(target: str | Path, write: Callable[[Path], None]) -
     Returns `target`.
     """
     target = Path(os.path.abspath(target))  # "." and "out/" have a name to stage beside
-    if target == Path.cwd():
-        raise ValueError(f"{target} is the current directory, which cannot be replaced; name another directory.")
+    if Path.cwd().resolve().is_relative_to(target.resolve()):
+        raise ValueError(
+            f"{target} is the current directory or holds it, which cannot be replaced; name another directory."
+        )
     staging = target.with_name(f".incomplete-{target.name}")
     shutil.rmtree(staging, ignore_errors=True)  # what a killed call left
     try:

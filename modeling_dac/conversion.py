@@ -10,9 +10,9 @@ from pathlib import Path
 
 import torch
 
-from .atomic import write_folder_atomically
 from .configuration_dac import DacConfig
 from .modeling_dac import DacModel
+from .saving import check_model_output_dir, save_model_folder
 from .weight_norm import fold_weight_norm
 
 __all__ = [
@@ -154,22 +154,10 @@ def convert_official_checkpoint(path: str | Path, output_dir: str | Path, overwr
     """
     Write an official `.pth` as a `save_pretrained` directory: `model.safetensors`, `config.json` and the
     feature extractor's `preprocessor_config.json`, written beside `output_dir` and renamed into place once
-    complete. An existing non-empty `output_dir` is replaced only with `overwrite=True`. Returns the converted model.
+    complete. An existing non-empty `output_dir` is replaced only with `overwrite=True`, and only if it holds
+    nothing but an earlier model's files. Returns the converted model.
     """
-    from .feature_extraction_dac import DacFeatureExtractor
-
-    output_dir = Path(output_dir)
-    if output_dir.exists() and not output_dir.is_dir():
-        raise ValueError(f"output {output_dir} is an existing file; the output is a directory.")
-    if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
-        raise ValueError(
-            f"output directory {output_dir} is not empty; pass overwrite=True (--overwrite) to replace it."
-        )
+    check_model_output_dir(output_dir, overwrite)  # before the slow load
     model = load_official_checkpoint(path)
-
-    def write(folder: Path):
-        model.save_pretrained(folder)
-        DacFeatureExtractor.from_model_config(model.config).save_pretrained(folder)
-
-    write_folder_atomically(output_dir, write)
+    save_model_folder(model, output_dir, overwrite)
     return model

@@ -13,8 +13,9 @@ import argparse
 import shutil
 from pathlib import Path
 
-from modeling_dac import DacFeatureExtractor, DacModel
+from modeling_dac import DacModel
 from modeling_dac.atomic import write_folder_atomically
+from modeling_dac.saving import write_model_files
 
 __all__ = ["main", "read_scalars", "write_training_curve"]
 
@@ -114,8 +115,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def write(staging: Path) -> None:
         staging.mkdir(parents=True)
-        model.save_pretrained(staging)
-        DacFeatureExtractor.from_model_config(model.config).save_pretrained(staging)
+        write_model_files(model, staging)
         weights_bytes = (staging / "model.safetensors").stat().st_size
         if weights_bytes > MAX_WEIGHTS_BYTES:
             raise ValueError(f"model.safetensors is {weights_bytes / 2**20:.1f} MiB, over the 20 MiB budget.")

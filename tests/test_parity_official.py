@@ -137,7 +137,29 @@ def test_dac_convert_replaces_an_output_only_with_overwrite_and_whole(tmp_path, 
     (tmp_path / "here").mkdir()
     monkeypatch.chdir(tmp_path / "here")
     assert dac_main(["convert", str(checkpoint_44), "."]) == 1
-    assert "is the current directory, which cannot be replaced" in capsys.readouterr().err
+    assert "is the current directory or holds it, which cannot be replaced" in capsys.readouterr().err
+
+
+def test_dac_convert_overwrite_never_deletes_what_is_not_a_saved_model(tmp_path, capsys, monkeypatch):
+    project = tmp_path / "project"
+    project.mkdir()
+    checkpoint = write_official_checkpoint("dac_24khz", project / "weights.pth")
+    (project / "notes.txt").write_text("mine")
+    assert dac_main(["convert", str(checkpoint), str(project), "--overwrite"]) == 1
+    assert "holds notes.txt, weights.pth, which is not a saved model's" in capsys.readouterr().err
+    assert sorted(path.name for path in project.iterdir()) == ["notes.txt", "weights.pth"]
+
+    (project / "notes.txt").unlink()
+    (project / "sub").mkdir()
+    monkeypatch.chdir(project / "sub")
+    assert dac_main(["convert", str(checkpoint), str(tmp_path), "--overwrite"]) == 1  # holds the project
+    assert "which is not a saved model's" in capsys.readouterr().err
+    empty_parent = tmp_path / "empty"
+    (empty_parent / "here").mkdir(parents=True)
+    monkeypatch.chdir(empty_parent / "here")
+    # Not empty (it holds the current directory) and not a model: refused before anything is replaced.
+    assert dac_main(["convert", str(checkpoint), "..", "--overwrite"]) == 1
+    assert (empty_parent / "here").is_dir()
 
 
 def test_not_a_checkpoint_is_a_clear_error(tmp_path, capsys):

@@ -10,7 +10,7 @@ import pytest
 import torch
 from accelerate import Accelerator
 
-from modeling_dac import DacModel
+from modeling_dac import DacFeatureExtractor, DacModel
 from training import average_checkpoints, checkpointing
 from training.checkpointing import (
     TrainingProgress,
@@ -291,6 +291,9 @@ def test_export_folds_weight_norm_and_replaces_the_previous_export(tmp_path):
     models.step(_audio())
     export_models(models.accelerator, models.generator, models.discriminator, target)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best"]
+    extractor = DacFeatureExtractor.from_pretrained(target)
+    config = models.accelerator.unwrap_model(models.generator).config
+    assert (extractor.sampling_rate, extractor.hop_length) == (config.sampling_rate, config.hop_length)
     exported = DacModel.from_pretrained(target).eval()
     assert not exported.has_weight_norm
     audio = _audio()
@@ -340,7 +343,10 @@ def test_averaged_checkpoints_hold_the_mean_of_the_folded_generator_weights(tmp_
     export_models(models.accelerator, models.generator, models.discriminator, tmp_path / "final")
 
     averaged = DacModel.from_pretrained(average_checkpoints.main([str(tmp_path), "--last", "2"]))
-    assert (tmp_path / "averaged" / "config.json").is_file()
+    assert (tmp_path / "averaged" / "preprocessor_config.json").is_file()
+    with pytest.raises(ValueError, match="which is not a saved model's"):  # the run itself is never replaced
+        average_checkpoints.main([str(tmp_path), "--last", "2", "--output_dir", str(tmp_path)])
+    assert (tmp_path / "final").is_dir()
     for name, tensor in averaged.state_dict().items():
         torch.testing.assert_close(tensor, (folded[1][name] + folded[2][name]) / 2, rtol=1e-6, atol=1e-7)
     with pytest.raises(ValueError, match="has 3 checkpoint"):

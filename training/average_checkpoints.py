@@ -19,7 +19,7 @@ if __package__ in (None, ""):  # run as a script from a checkout: make `training
 import argparse
 
 from modeling_dac import DacConfig, DacModel
-from modeling_dac.atomic import write_folder_atomically
+from modeling_dac.saving import save_model_folder
 from training.checkpointing import average_generator_weights, list_checkpoints
 
 __all__ = ["main"]
@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> Path:
 
     model = DacModel(DacConfig.from_pretrained(config_dir))
     model.load_state_dict(average_generator_weights([folder for _, folder in checkpoints]), strict=True)
-    output_dir = write_folder_atomically(args.output_dir or args.run_dir / "averaged", model.save_pretrained)
+    # A re-run replaces an earlier average; anything else in the folder (a run directory, say) is refused.
+    output_dir = save_model_folder(model, args.output_dir or args.run_dir / "averaged", overwrite=True)
     steps = [step for step, _ in checkpoints]
     print(f"{output_dir}: the mean of {len(steps)} checkpoints, steps {steps[0]} to {steps[-1]}")
     return output_dir

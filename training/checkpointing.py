@@ -23,6 +23,7 @@ from accelerate import Accelerator
 from safetensors.torch import load_file
 
 from modeling_dac.atomic import replace_directory, write_folder_atomically
+from modeling_dac.saving import write_model_files
 from modeling_dac.weight_norm import fold_weight_norm
 
 __all__ = [
@@ -153,13 +154,14 @@ def load_checkpoint(accelerator: Accelerator, checkpoint: str | Path, training_s
 
 def export_models(accelerator: Accelerator, generator, discriminator, target: str | Path):
     """
-    Write the generator with `save_pretrained` (folded weight norm, loadable by `DacModel.from_pretrained`) to
-    `target/` and the discriminator to `target/discriminator/`, replacing any previous export atomically.
+    Write the generator with `save_pretrained` (folded weight norm, loadable by `DacModel.from_pretrained`) and
+    its feature extractor's config to `target/`, and the discriminator to `target/discriminator/`, replacing any
+    previous export atomically.
     """
     if accelerator.is_main_process:
 
         def write(folder: Path):
-            accelerator.unwrap_model(generator).save_pretrained(folder)
+            write_model_files(accelerator.unwrap_model(generator), folder)
             accelerator.unwrap_model(discriminator).save_pretrained(folder / "discriminator")
 
         write_folder_atomically(target, write)
