@@ -17,6 +17,7 @@ __all__ = [
     "LoudnessMeter",
     "integrated_loudness",
     "load_audio",
+    "looks_transposed",
     "normalize_loudness",
     "resample",
     "save_audio",
@@ -25,6 +26,8 @@ __all__ = [
 ]
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+
+_MAX_PLAUSIBLE_CHANNELS = 64
 
 _INTEGER_SCALES = {np.dtype(np.int16): 32768.0, np.dtype(np.int32): 2147483648.0, np.dtype(np.int8): 128.0}
 
@@ -39,6 +42,12 @@ def to_float_audio(audio: np.ndarray) -> np.ndarray:
     if np.issubdtype(audio.dtype, np.floating):
         return audio.astype(np.float32, copy=False)
     raise ValueError(f"unsupported sample type {audio.dtype}; use float, int8, int16, int32 or uint8 PCM.")
+
+
+def looks_transposed(audio: np.ndarray) -> bool:
+    """Whether 2-D ``(channels, samples)`` audio is almost surely ``(samples, channels)``: over 64 "channels" of at
+    most 64 samples each."""
+    return audio.ndim == 2 and audio.shape[0] > _MAX_PLAUSIBLE_CHANNELS >= audio.shape[1]
 
 
 def resample(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:

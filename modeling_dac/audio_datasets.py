@@ -245,6 +245,11 @@ def read_audio_record(record) -> tuple[np.ndarray, int]:
         if record.get("sampling_rate") is None:
             raise ValueError("A decoded audio record has an `array` but no `sampling_rate`.")
         array = audio_io.to_float_audio(np.asarray(record["array"]))
+        if array.ndim not in (1, 2) or audio_io.looks_transposed(array):
+            raise ValueError(
+                f"A decoded audio array has shape {array.shape}; expected (samples,) or (channels, samples), as "
+                "datasets' Audio feature decodes it. Transpose a (samples, channels) array such as soundfile returns."
+            )
         return (array[None] if array.ndim == 1 else array), int(record["sampling_rate"])
     if record.get("bytes"):
         try:

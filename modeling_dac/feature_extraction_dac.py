@@ -14,9 +14,6 @@ logger = logging.get_logger(__name__)
 
 __all__ = ["DacFeatureExtractor"]
 
-# A multichannel clip whose channel axis holds more entries than this is almost surely transposed.
-_MAX_PLAUSIBLE_CHANNELS = 64
-
 
 class DacFeatureExtractor(SequenceFeatureExtractor):
     r"""
@@ -219,7 +216,7 @@ class DacFeatureExtractor(SequenceFeatureExtractor):
             clip = clip[None, :]
         elif clip.ndim == 2:
             clip = np.moveaxis(clip, channel_axis, 0)
-            if clip.shape[0] > _MAX_PLAUSIBLE_CHANNELS and clip.shape[1] <= _MAX_PLAUSIBLE_CHANNELS:
+            if audio.looks_transposed(clip):
                 raise ValueError(
                     f"Clip {index} has shape {clip.shape} after taking axis {channel_axis} as channels: "
                     f"{clip.shape[0]} channels of {clip.shape[1]} samples. Pass `channel_axis=-1` for "

@@ -148,6 +148,8 @@ class DacTokenizerBridge:
     def to_tokenizer_ids(self, layout_ids) -> np.ndarray:
         """Tokenizer ids of flat-layout ids (any shape, e.g. the output of `codes_to_tokens`)."""
         array = np.asarray(layout_ids.detach().cpu() if isinstance(layout_ids, torch.Tensor) else layout_ids)
+        if array.size and not np.issubdtype(array.dtype, np.integer):
+            raise ValueError(f"flat-layout ids must be integers, got {array.dtype}")
         if array.size and ((array < 0) | (array >= self.layout.vocab_size)).any():
             raise ValueError(
                 f"flat-layout ids must lie in [0, {self.layout.vocab_size}), "
@@ -162,7 +164,7 @@ class DacTokenizerBridge:
             raise ValueError(
                 f"codes must have shape [n_codebooks={self.layout.n_codebooks}, frames], got {tuple(codes.shape)}"
             )
-        tokens = codes_to_tokens(codes[None].long(), self.layout.codebook_size)[0]
+        tokens = codes_to_tokens(codes[None], self.layout.codebook_size)[0]  # checks that the codes are integers
         return self.to_tokenizer_ids(self.layout.add_special_tokens(tokens)).tolist()
 
     def ids_to_codes(self, ids) -> torch.LongTensor:

@@ -166,6 +166,7 @@ def tokenize_dataset(
     keep_audio: bool = False,
     codes_column: str = "audio_codes",
     device: str | torch.device | None = None,
+    cache_file_name: str | os.PathLike | None = None,
 ) -> Dataset | IterableDataset:
     """Replace the audio column of ``dataset`` by DAC codes, batched with `datasets.map`.
 
@@ -187,10 +188,14 @@ def tokenize_dataset(
         keep_audio: keep the (undecoded) audio column beside the codes.
         codes_column: name of the codes column.
         device: where to run the model; default CUDA when available, else the model's current device.
+        cache_file_name: for a `Dataset`, the Arrow file the codes are written to (`Dataset.map`'s option).
+            By default datasets puts it beside the dataset's own cache files, i.e. inside a `save_to_disk`
+            source, which fails if that is read-only.
 
     Returns:
         The dataset with ``codes_column`` (int16 ``[n_quantizers, frames]``, see `tokenized_features`) and
-        ``n_frames`` (int32, ``ceil(samples / hop_length)`` at the model's rate).
+        ``n_frames`` (int32, ``ceil(samples / hop_length)`` at the model's rate). Rows hold Python lists and ints
+        (numpy arrays for a stream without declared features, whose types are inferred from them).
     """
     from datasets import Audio, Dataset, IterableDataset
 
@@ -218,6 +223,11 @@ def tokenize_dataset(
 
     sampling_rate = model.config.sampling_rate
     codes_dtype = _codes_dtype(model.config.codebook_size)
+    # A mapped `Dataset` stores what `tokenize_batch` returns as Arrow, so its rows read back as lists; an
+    # `IterableDataset` hands the returned values on as they are, so it gets lists too, except when its features
+    # are unknown: then the numpy arrays carry the int16 type that saving the stream infers.
+    streaming = isinstance(dataset, IterableDataset)
+    as_lists = streaming and features is not None
 
     def tokenize_batch(batch: dict) -> dict:
         if audio_column not in batch:  # a streaming dataset without declared features is only checked here
@@ -239,6 +249,8 @@ def tokenize_dataset(
             clip_codes.append(np.stack(codes[start : start + count]) if stereo == "fold" else codes[start])
             start += count
         n_frames = np.array([clip.shape[-1] for clip in clip_codes], dtype=np.int32)  # int32 also when inferred
+        if as_lists:
+            return {codes_column: [clip.tolist() for clip in clip_codes], "n_frames": n_frames.tolist()}
         return {codes_column: clip_codes, "n_frames": n_frames}
 
     removed = [] if keep_audio else [audio_column]
@@ -247,13 +259,16 @@ def tokenize_dataset(
         kept = {name: feature for name, feature in features.items() if name not in removed}
         output_features = tokenized_features(model.config, stereo, kept, codes_column)
     map_options = {"batched": True, "batch_size": batch_size, "remove_columns": removed, "features": output_features}
-    if isinstance(dataset, IterableDataset):
+    if streaming:
+        if cache_file_name is not None:
+            raise ValueError("cache_file_name applies to a Dataset; an IterableDataset is mapped as it is iterated")
         return dataset.map(tokenize_batch, **map_options)
     options = {"audio_column": audio_column, "n_quantizers": n_quantizers, "stereo": stereo, "keep": keep_audio}
     return dataset.map(
         tokenize_batch,
         **map_options,
         new_fingerprint=_fingerprint(dataset, model, {**options, "codes_column": codes_column}),
+        cache_file_name=None if cache_file_name is None else str(cache_file_name),
         desc="Tokenizing audio",
     )
 

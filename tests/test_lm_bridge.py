@@ -100,6 +100,12 @@ def test_strict_inverse_rejects_malformed_ids(bridge):
         bridge.ids_to_codes(ids[:-1])
     with pytest.raises(ValueError, match=r"shape \[n_codebooks=3, frames\]"):
         bridge.codes_to_ids(torch.zeros(2, 4, dtype=torch.long))
+    # Float codes and ids are refused, never rounded to other tokens.
+    with pytest.raises(ValueError, match="codes must hold integers"):
+        bridge.codes_to_ids(np.array([[1.9, 2.5], [3.7, 0.2], [1.0, 2.0]]))
+    with pytest.raises(ValueError, match="flat-layout ids must be integers"):
+        bridge.to_tokenizer_ids(np.array([1.5, 2.9]))
+    assert bridge.to_tokenizer_ids(np.array([], dtype=np.int64)).size == 0
 
 
 def test_encode_interleaved(bridge):

@@ -189,6 +189,16 @@ def test_streaming_dataset_gives_the_same_codes_and_saves(model, audio_dir, tmp_
     assert [path.name for path in tmp_path.iterdir()] == ["out"]  # no temporary directory left behind
 
 
+def test_streamed_and_mapped_rows_hold_the_same_python_types(model, audio_dir):
+    dataset = _dataset(audio_dir)
+    mapped = tokenize_dataset(dataset, model)[0]
+    streamed = next(iter(tokenize_dataset(dataset.to_iterable_dataset(), model)))
+    for row in (mapped, streamed):
+        assert isinstance(row["audio_codes"], list) and isinstance(row["audio_codes"][0][0], int)
+        assert isinstance(row["n_frames"], int)
+    assert streamed["audio_codes"] == mapped["audio_codes"]
+
+
 def test_streaming_dataset_without_declared_features(model, audio_dir, tmp_path):
     paths = _paths(audio_dir)[:2]
 
@@ -222,6 +232,9 @@ def test_records_as_bytes_paths_and_arrays(model, audio_dir):
     arrays = datasets.Dataset.from_dict({"sound": [{"array": audio.T.tolist(), "sampling_rate": rate}]})
     codes = tokenize_dataset(arrays, model, audio_column="sound")[0]["audio_codes"]
     np.testing.assert_array_equal(np.array(codes), _expected_codes(model, paths[1]))
+    samples_by_channels = datasets.Dataset.from_dict({"sound": [{"array": audio.tolist(), "sampling_rate": rate}]})
+    with pytest.raises(ValueError, match=r"has shape \(\d+, 2\); expected \(samples,\) or \(channels, samples\)"):
+        tokenize_dataset(samples_by_channels, model, audio_column="sound")
 
 
 def test_tokenize_dataset_errors(model, audio_dir):
@@ -301,6 +314,17 @@ def test_cli_on_parquet_keeps_columns_pushes_and_never_overwrites(saved_model, a
     assert "Tokenized 2 clip(s)" in capsys.readouterr().out
     assert cli_main(argv) == 1  # the output directory is never overwritten
     assert "already exists and is not empty" in capsys.readouterr().err
+
+
+def test_cli_writes_nothing_into_a_save_to_disk_source(saved_model, audio_dir, tmp_path, model):
+    _dataset(audio_dir).save_to_disk(str(tmp_path / "source"))
+    before = sorted(path.relative_to(tmp_path) for path in (tmp_path / "source").rglob("*"))
+    (tmp_path / ".out.0123abcd.tmp" / "cache").mkdir(parents=True)  # what a killed run left
+    assert cli_main(["tokenize", str(tmp_path / "source"), str(tmp_path / "out"), "--model", str(saved_model)]) == 0
+    assert sorted(path.relative_to(tmp_path) for path in (tmp_path / "source").rglob("*")) == before
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out", "source"]
+    result = datasets.load_from_disk(str(tmp_path / "out"))
+    np.testing.assert_array_equal(np.array(result[2]["audio_codes"]), _expected_codes(model, _paths(audio_dir)[2]))
 
 
 def test_cli_streams_a_parquet_file_that_declares_decoded_audio(saved_model, audio_dir, tmp_path, model):

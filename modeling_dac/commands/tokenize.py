@@ -55,11 +55,15 @@ def run(args: argparse.Namespace) -> int:
 
     output_dir = Path(args.output_dir)
     check_new_output_dir(output_dir)  # before any work
-    shards_dir = output_dir.with_name(f".{output_dir.name}.shards")
+    # Scratch space beside the output: the codes' Arrow cache and, with several processes, their saved shards.
+    # Never the source's folder, which may be read-only.
+    work_dir = output_dir.with_name(f".{output_dir.name}.shards")
     state = PartialState(cpu=args.cpu or parse_flag_from_env("ACCELERATE_USE_CPU"))
     with state.main_process_first():  # one process downloads, the others then read the cache
-        if state.is_main_process:  # shards left by an earlier run that failed would block saving this run's
-            shutil.rmtree(shards_dir, ignore_errors=True)
+        if state.is_main_process:  # what an earlier run that failed or was killed left
+            shutil.rmtree(work_dir, ignore_errors=True)
+            for leftover in output_dir.parent.glob(f".{output_dir.name}.*.tmp"):
+                shutil.rmtree(leftover, ignore_errors=True)
         dataset = load_audio_dataset(
             args.source,
             split=args.split,
@@ -77,6 +81,10 @@ def run(args: argparse.Namespace) -> int:
                 f"process needs at least one{advice}"
             )
         dataset = split_dataset_by_node(dataset, rank=state.process_index, world_size=state.num_processes)
+    cache_file_name = None
+    if isinstance(dataset, Dataset):
+        (work_dir / "cache").mkdir(parents=True, exist_ok=True)
+        cache_file_name = work_dir / "cache" / f"codes-{state.process_index:05d}.arrow"
     tokenized = tokenize_dataset(
         dataset,
         model,
@@ -85,19 +93,19 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         keep_audio=args.keep_audio,
         device=state.device,
+        cache_file_name=cache_file_name,
     )
 
     if state.num_processes == 1:
         result = save_tokenized_dataset(tokenized, output_dir)
     else:
-        shard_dirs = [shards_dir / f"{rank:05d}-of-{state.num_processes:05d}" for rank in range(state.num_processes)]
+        shard_dirs = [work_dir / f"{rank:05d}-of-{state.num_processes:05d}" for rank in range(state.num_processes)]
         save_tokenized_dataset(tokenized, shard_dirs[state.process_index])
         state.wait_for_everyone()
-        result = None
-        if state.is_main_process:
-            result = merge_tokenized_shards(shard_dirs, output_dir)
-            shutil.rmtree(shards_dir)
+        result = merge_tokenized_shards(shard_dirs, output_dir) if state.is_main_process else None
         state.wait_for_everyone()
+    if state.is_main_process:
+        shutil.rmtree(work_dir, ignore_errors=True)
 
     if state.is_main_process:
         seconds = sum(result["n_frames"]) / model.config.frame_rate
