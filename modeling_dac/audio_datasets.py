@@ -62,20 +62,40 @@ def _pick_split(dataset, split: str | None, source: str):
     return dataset[split]
 
 
-def _parquet_files_by_split(folder: Path) -> dict[str, list[str]]:
+def _files_by_split(folder: Path, files: list[Path]) -> dict[str, list[Path]]:
     """
-    The parquet files under `folder` by split, found by file and folder names as `load_dataset` finds a hub
-    repo's splits (`data/test-00000-of-00001.parquet`, `validation/...`). Unless those names account for every
-    parquet file (`speech_test.parquet` beside `music.parquet`, say), all of them are one `train` split.
+    `files` (found under `folder`) by split, told by file and folder names as `load_dataset` tells a hub repo's
+    splits (`data/test-00000-of-00001.parquet`, `train/clip.wav`, `validation/...`). Unless those names account
+    for every file (`speech_test.wav` beside `music.wav`, say), all of them are one `train` split.
     """
     from datasets.data_files import DataFilesDict, get_data_patterns
 
-    every_file = [str(file.resolve()) for file in _parquet_files_under(folder)]
+    wanted = {str(file.resolve()): file for file in files}
     found = DataFilesDict.from_patterns(get_data_patterns(str(folder)), base_path=str(folder))
-    by_split = {str(split): [file for file in files if file.endswith(".parquet")] for split, files in found.items()}
-    by_split = {split: files for split, files in by_split.items() if files}
-    named = sorted(str(Path(file).resolve()) for files in by_split.values() for file in files)
-    return by_split if named == every_file else {"train": every_file}
+    by_split = {
+        str(split): sorted(wanted[resolved] for resolved in map(_resolved, split_files) if resolved in wanted)
+        for split, split_files in found.items()
+    }
+    by_split = {split: split_files for split, split_files in by_split.items() if split_files}
+    named = sorted(file for split_files in by_split.values() for file in split_files)
+    return by_split if named == sorted(files) else {"train": sorted(files)}
+
+
+def _resolved(file: str) -> str:
+    return str(Path(file).resolve())
+
+
+def _split_files(folder: Path, files: list[Path], split: str | None, source: str) -> list[Path]:
+    """The files of `split` (see `_files_by_split`); `None` when the folder has one split."""
+    by_split = _files_by_split(folder, files)
+    if split is None and len(by_split) == 1:
+        return next(iter(by_split.values()))
+    if split not in by_split:
+        raise ValueError(
+            f"{source} has splits {sorted(by_split)} (told by file and folder names); choose one with `split` "
+            f"(`--split` on the command line), got {split!r}."
+        )
+    return by_split[split]
 
 
 def _parquet_files_under(folder: Path) -> list[Path]:
@@ -118,12 +138,13 @@ def load_audio_dataset(
     - an audio file, or a folder of them: one record `{"bytes": None, "path": absolute path}` (symbolic links not
       followed) per file, sorted by path (with `keep_columns=True`, also a column `file_name`: the path relative
       to the folder);
-    - a `.parquet` file, or a folder holding parquet files (read recursively; when files and folders named after
-      splits, as in hub repos, account for every file, they make splits: `data/train-*.parquet`, `test/*.parquet`);
+    - a `.parquet` file, or a folder holding parquet files (read recursively);
     - a folder written by `Dataset.save_to_disk` / `DatasetDict.save_to_disk`;
     - otherwise a hub dataset id, loaded with `load_dataset(source, name, split=split)`.
 
-    `split` picks a split when the source has several (a source with one split needs none); `column` names the
+    In a folder, when file and folder names that name splits, as in hub repos, account for every file, they make
+    splits (`train/*.wav`, `test/*.wav`, `data/train-*.parquet`). `split` picks a split when the source has
+    several (a source with one split needs none; an unknown split is an error); `column` names the
     audio column (default: the first `Audio` feature, else `"audio"`). Audio features are read undecoded (on a
     stream, declared as their `{"bytes", "path"}` struct); so are audio columns written without the `Audio`
     metadata (`{"bytes", "path"}` structs or file paths, as pyarrow or pandas write them). Other columns are
@@ -137,12 +158,16 @@ def load_audio_dataset(
         if streaming:
             dataset = dataset.to_iterable_dataset()
     elif source.endswith(".parquet") or (path.is_dir() and _parquet_files_under(path)):
-        data_files = _parquet_files_by_split(path) if path.is_dir() else source
         if not path.is_dir() and not path.is_file():
             raise ValueError(f"Parquet file {source} does not exist.")
+        if path.is_dir():
+            by_split = _files_by_split(path, _parquet_files_under(path))
+            data_files = {split: [_resolved(file) for file in files] for split, files in by_split.items()}
+        else:
+            data_files = source
         dataset = _pick_split(load_dataset("parquet", data_files=data_files, streaming=streaming), split, source)
     elif path.is_dir() or (path.is_file() and path.suffix.lower() in audio_io.AUDIO_EXTENSIONS):
-        files = audio_files_under(path) if path.is_dir() else [path]
+        files = _split_files(path, audio_files_under(path), split, source) if path.is_dir() else [path]
         # Absolute but not resolved: a symbolic link keeps its own name (a hub snapshot links every file to a
         # content-addressed blob), so that records stay known by their path in the folder.
         columns = {"audio": [os.path.abspath(file) for file in files]}

@@ -359,6 +359,22 @@ def test_parquet_folders_keep_the_splits_their_file_names_give(workspace, tmp_pa
     assert len(load_audio_dataset(str(tmp_path / "mixed"))) == 4
 
 
+def test_audio_folders_keep_the_splits_their_names_give(workspace, tmp_path):
+    clip = next(iter(sorted((workspace / "clips").glob("*.wav"))))
+    for name in ("train/a.wav", "train/b/c.wav", "test/d.wav"):
+        (tmp_path / "split" / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(clip, tmp_path / "split" / name)
+    with pytest.raises(ValueError, match="has splits \\['test', 'train'\\] .*; choose one"):
+        load_audio_dataset(str(tmp_path / "split"))  # validation files never mixed into training
+    with pytest.raises(ValueError, match="got 'validation'"):
+        load_audio_dataset(str(tmp_path / "split"), split="validation")
+    train = load_audio_dataset(str(tmp_path / "split"), split="train", keep_columns=True)
+    assert train["file_name"] == ["train/a.wav", "train/b/c.wav"]
+    assert load_audio_dataset(str(tmp_path / "split"), split="test", keep_columns=True)["file_name"] == ["test/d.wav"]
+    (tmp_path / "split" / "notes.wav").write_bytes(clip.read_bytes())  # names no split: the folder is one split
+    assert len(load_audio_dataset(str(tmp_path / "split"))) == 4
+
+
 def test_a_stream_without_declared_features_keeps_only_its_audio_column(monkeypatch):
     import datasets
 
