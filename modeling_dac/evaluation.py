@@ -234,10 +234,11 @@ def _reconstruct_at_metric_rate(
     model, clip: np.ndarray, sampling_rate: int, n_quantizers_list: Sequence[int], settings: _ClipSettings
 ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
     """The clip and its reconstructions, loudness-matched if asked, at the metric rate and of one length."""
-    reconstructions = reconstruct_at_bitrates(
-        model, audio_io.resample(clip, sampling_rate, settings.sampling_rate), n_quantizers_list
-    )
-    clip_loudness = audio_io.integrated_loudness(clip[None], sampling_rate)
+    model_input = audio_io.resample(clip, sampling_rate, settings.sampling_rate)
+    reconstructions = reconstruct_at_bitrates(model, model_input, n_quantizers_list)
+    # Measured on what the model encodes, as the official decompress restores it: a clip at a higher rate than
+    # the model's also holds a band the model never sees, and matching its loudness would be a gain error.
+    clip_loudness = audio_io.integrated_loudness(model_input[None], settings.sampling_rate)
     reference = audio_io.resample(clip, sampling_rate, settings.metric_rate)
     estimates = {}
     for n_quantizers, reconstruction in reconstructions.items():
@@ -335,10 +336,11 @@ def evaluate_model(
         "match_loudness": match_loudness,
         "metric_sampling_rate": clip_settings.metric_rate,
     }
+    # Loaded first: a wrong source, split or column must not leave a run.json that refuses the corrected run.
+    dataset = load_audio_dataset(data, split=split, name=dataset_config, column=audio_column, streaming=streaming)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     _check_run_file(output_dir, {"model_weights_sha256": _weights_sha256(model), **settings})
-    dataset = load_audio_dataset(data, split=split, name=dataset_config, column=audio_column, streaming=streaming)
 
     results_path = output_dir / RESULTS_FILE
     _drop_cut_last_line(results_path)

@@ -161,6 +161,33 @@ def test_aggregate_is_the_mean_with_a_student_t_interval(evaluated):
             assert statistics["ci_low"] <= statistics["mean"] <= statistics["ci_high"]
 
 
+def test_a_perfect_codec_scores_zero_on_a_clip_above_the_models_rate(workspace, tmp_path, monkeypatch):
+    # Broadband noise at 44.1 kHz holds a band the 16 kHz model never sees: the loudness to restore is the one of
+    # what the model encodes, else a perfect codec would be scored with a gain error.
+    from modeling_dac import evaluation
+
+    noise = (np.random.default_rng(7).standard_normal(44100) * 0.1).astype(np.float32)
+    soundfile.write(tmp_path / "noise_44k.wav", noise, 44100, subtype="FLOAT")
+    monkeypatch.setattr(
+        evaluation, "reconstruct_at_bitrates", lambda model, audio, counts: {n: audio.copy() for n in counts}
+    )
+    model = DacModel.from_pretrained(workspace / "model")
+    report = evaluate_model(
+        model, str(tmp_path / "noise_44k.wav"), tmp_path / "out", [1], metrics=("mel", "stft"), progress=False
+    )
+    assert report["clips"][0]["mel_distance"] == pytest.approx(0, abs=1e-3)
+    assert report["clips"][0]["stft_distance"] == pytest.approx(0, abs=1e-3)
+
+
+def test_a_failed_source_leaves_no_run_file_behind(workspace, tmp_path, capsys):
+    output = tmp_path / "out"
+    typo = ["--model", str(workspace / "model"), "--data", str(tmp_path / "clipz"), "--output", str(output)]
+    assert main(["eval", *typo, "--no-progress", "--metrics", "mel"]) == 1
+    assert not (output / "run.json").exists()
+    capsys.readouterr()
+    assert main(eval_arguments(workspace, output, "--metrics", "mel", "--n-quantizers", "1", "--max-clips", "1")) == 0
+
+
 def test_confidence_interval_known_values():
     statistics = mean_confidence_interval([1.0, 2.0, 3.0, 4.0, 5.0])
     half_width = T_975[4] * math.sqrt(2.5) / math.sqrt(5)
