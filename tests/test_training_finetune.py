@@ -30,6 +30,9 @@ def test_decoder_only_fine_tuning_keeps_tokens_and_continues_the_discriminator(t
     write_tone_folder(tmp_path / "tones", count=6)
     train(tmp_path / "tones", tmp_path / "pretrain", "--max_steps", "2", "--report_to", "none")
     pretrained = tmp_path / "pretrain" / "final"
+    checkpoint = next((tmp_path / "pretrain").glob("checkpoint-*"))  # no config.json: never read as another model
+    with pytest.raises(ValueError, match="has no config.json, so it is not a saved model.*--resume"):
+        train(tmp_path / "tones", tmp_path / "wrong", "--init_from", str(checkpoint), "--report_to", "none")
     with caplog.at_level(logging.INFO):
         train(tmp_path / "tones", tmp_path / "finetune", "--init_from", str(pretrained), "--freeze", "encoder,quantizer",
               "--max_steps", "4", "--quantizer_dropout", "0.5", "--report_to", "none")

@@ -1,5 +1,6 @@
 """End-to-end training runs on CPU with the tiny recipe: outputs, logging, exact resumption, NaN handling."""
 
+import importlib.util
 import logging
 import os
 import subprocess
@@ -120,6 +121,14 @@ def test_resuming_with_a_new_learning_rate_schedule_applies_it(tmp_path, tones, 
     assert scalars["lr/generator"][2] == pytest.approx(1e-3 * 0.999996**2, rel=1e-6)
     for tag in ("lr/generator", "lr/discriminator"):  # the schedule the options define, after 3 updates
         assert scalars[tag][3] == pytest.approx(5e-4 * 0.9**3, rel=1e-6), tag
+
+
+def test_a_tracker_that_is_not_installed_stops_the_run(tmp_path, tones):
+    if importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed here")
+    with pytest.raises(ValueError, match="wandb is not installed .*nothing would be logged"):
+        train(tones, tmp_path / "run", "--max_steps", "1", "--report_to", "tensorboard,wandb")
+    assert not (tmp_path / "run" / "final").exists()
 
 
 def test_a_run_without_validation_says_so_at_the_end(tmp_path, tones, caplog):

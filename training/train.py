@@ -84,6 +84,14 @@ def load_generator(model_args: DacModelArguments) -> DacModel:
     if model_args.init_from.endswith((".pth", ".pt")):
         pretrained = load_official_checkpoint(model_args.init_from)
     else:
+        # Transformers builds the default config for a folder without config.json, which would then be filled with
+        # another architecture's weights.
+        if Path(model_args.init_from).is_dir() and not (Path(model_args.init_from) / "config.json").is_file():
+            raise ValueError(
+                f"--init_from {model_args.init_from} has no config.json, so it is not a saved model. A training "
+                "checkpoint (checkpoint-<step>) continues with --resume; to fine-tune from a run, start from its "
+                "final/ or best/ export."
+            )
         pretrained = DacModel.from_pretrained(model_args.init_from)
     architecture = {name: getattr(pretrained.config, name) for name in GENERATOR_FIELDS if name not in _TRAINING_FIELDS}
     differing = [name for name, value in architecture.items() if value != getattr(config, name)]
@@ -164,6 +172,20 @@ def _tracker_names(report_to: str):
     if report_to in ("none", ""):
         return None
     return report_to if report_to == "all" else [name.strip() for name in report_to.split(",")]
+
+
+def _check_trackers_available(report_to: str, accelerator: Accelerator) -> None:
+    """Accelerate drops a requested tracker whose package is missing with a warning: the run would log nothing."""
+    requested = _tracker_names(report_to)
+    if requested is None or requested == "all":
+        return
+    available = {str(tracker) for tracker in accelerator.log_with}
+    missing = [name for name in requested if name not in available]
+    if missing:
+        raise ValueError(
+            f"--report_to {report_to}: {', '.join(missing)} is not installed (pip install {' '.join(missing)}), so "
+            "nothing would be logged there; install it or pass --report_to none."
+        )
 
 
 def _loggable(value):
@@ -278,6 +300,7 @@ def _train(model_args: DacModelArguments, data_args: DacDataArguments, training_
             "fp16 mixed precision (from the Accelerate configuration or environment) is not supported: use bf16 "
             "or no; GAN training of DAC is not stable in fp16."
         )
+    _check_trackers_available(training_args.report_to, accelerator)
     if accelerator.gradient_accumulation_steps != 1:  # ACCELERATE_GRADIENT_ACCUMULATION_STEPS, DeepSpeed configs
         raise ValueError(
             f"gradient accumulation ({accelerator.gradient_accumulation_steps} steps, from the Accelerate "
