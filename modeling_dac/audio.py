@@ -177,6 +177,8 @@ class LoudnessMeter:
         audio = np.asarray(audio, dtype=np.float64)
         if audio.ndim != 2 or audio.shape[0] != self.channels:
             raise ValueError(f"expected a ({self.channels}, samples) block, got shape {audio.shape}.")
+        if not audio.shape[-1]:  # scipy's lfilter returns an uninitialised state for an empty block
+            return
         for index, stage in enumerate(self._filters):
             audio, self._filter_states[index] = scipy.signal.lfilter(
                 stage.b, stage.a, audio, axis=-1, zi=self._filter_states[index]

@@ -40,6 +40,7 @@ import safetensors.numpy
 from safetensors import SafetensorError, safe_open
 
 from .atomic import atomic_write_path
+from .validation import is_integer
 
 __all__ = [
     "FINGERPRINT_FIELDS",
@@ -70,6 +71,11 @@ FINGERPRINT_FIELDS = (
 _METADATA_KEY = "dac_metadata"
 _MAX_METADATA_CHARS = 1 << 20
 _MAX_CODEBOOK_SIZE = 2**31  # codes are stored as int32 above 65536 entries
+# Bounds on what decoding trusts: a rate beyond any audio format would make the decoder resample a few frames
+# into gigabytes, and a loudness beyond what BS.1770 gives audio in [-1, 1] (+3 LUFS for a full-scale square wave
+# on one channel; silence is null) would scale the output out of range.
+_MAX_SAMPLE_RATE = 1_536_000
+_LOUDNESS_RANGE = (-200.0, 20.0)
 _UINT16_CODEBOOK_LIMIT = 2**16
 _NPY_MAGIC = b"\x93NUMPY"
 _OFFICIAL_METADATA_KEYS = frozenset(
@@ -81,14 +87,18 @@ class DacFileError(ValueError):
     """A `.dac` file is truncated, corrupt, hostile or not a `.dac` file; the message names the file."""
 
 
-def _integer(name: str, value: Any, minimum: int, *, optional: bool = False) -> int | None:
+def _integer(
+    name: str, value: Any, minimum: int, *, optional: bool = False, maximum: int | None = None
+) -> int | None:
     if value is None and optional:
         return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    if not is_integer(value):
         kind = "an integer or null" if optional else "an integer"
         raise ValueError(f"`{name}` must be {kind}, got {value!r}.")
     if value < minimum:
         raise ValueError(f"`{name}` must be >= {minimum}, got {value}.")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"`{name}` must be <= {maximum}, got {value}.")
     return int(value)
 
 
@@ -144,13 +154,15 @@ class DacFileMetadata:
         if isinstance(self.format_version, bool) or self.format_version != FORMAT_VERSION:
             raise ValueError(f"`format_version` {self.format_version!r} is not supported (expected {FORMAT_VERSION}).")
         checked = {
-            "sample_rate": _integer("sample_rate", self.sample_rate, 1),
+            "sample_rate": _integer("sample_rate", self.sample_rate, 1, maximum=_MAX_SAMPLE_RATE),
             "original_length": _integer("original_length", self.original_length, 0),
             "channels": _integer("channels", self.channels, 1),
             "n_codebooks": _integer("n_codebooks", self.n_codebooks, 1),
             "codebook_size": _integer("codebook_size", self.codebook_size, 2, optional=True),
             "hop_length": _integer("hop_length", self.hop_length, 1, optional=True),
-            "model_sampling_rate": _integer("model_sampling_rate", self.model_sampling_rate, 1, optional=True),
+            "model_sampling_rate": _integer(
+                "model_sampling_rate", self.model_sampling_rate, 1, optional=True, maximum=_MAX_SAMPLE_RATE
+            ),
             "chunk_length": _integer("chunk_length", self.chunk_length, 1, optional=True),
             "model_name": _optional_string("model_name", self.model_name),
             "official_dac_version": _optional_string("official_dac_version", self.official_dac_version),
@@ -183,9 +195,12 @@ class DacFileMetadata:
         if (
             isinstance(self.loudness, bool)
             or not isinstance(self.loudness, numbers.Real)
-            or not math.isfinite(self.loudness)
+            or not _LOUDNESS_RANGE[0] <= self.loudness <= _LOUDNESS_RANGE[1]
         ):
-            raise ValueError(f"`loudness` must be a finite number of LUFS or null, got {self.loudness!r}.")
+            raise ValueError(
+                f"`loudness` must be a number of LUFS in [{_LOUDNESS_RANGE[0]:g}, {_LOUDNESS_RANGE[1]:g}] or null, "
+                f"got {self.loudness!r}."
+            )
         return float(self.loudness)
 
     def _checked_extra(self) -> dict[str, Any]:
