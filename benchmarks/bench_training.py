@@ -25,6 +25,7 @@ import torch
 from accelerate import Accelerator
 
 from modeling_dac import DacModel
+from modeling_dac.atomic import atomic_write_path
 from training.config import load_training_arguments
 from training.data import DacAudioCropper, DacDatasetSource, build_training_dataloader, load_source
 from training.discriminator import DacDiscriminator
@@ -124,7 +125,8 @@ def main():
         f"| {result['discriminator_seconds']:.3f} | {result['data_seconds']:.4f} |"
     )
     if args.output:
-        Path(args.output).write_text(json.dumps(result, indent=2))
+        with atomic_write_path(args.output) as temporary:
+            temporary.write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

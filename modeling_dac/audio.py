@@ -152,7 +152,8 @@ class LoudnessMeter:
             raise ValueError(f"loudness is defined for 1 to 5 channels (BS.1770), got {channels}.")
         self.sampling_rate = sampling_rate
         self.channels = channels
-        # The meter's own filter stages, so the weighting is exactly pyloudnorm's.
+        # The meter's own filter stages, so the weighting is exactly pyloudnorm's. `_filters` is private to
+        # pyloudnorm: tests/test_compression.py compares this meter with pyloudnorm's, so a change there shows.
         self._filters = list(pyloudnorm.Meter(sampling_rate)._filters.values())
         self._filter_states = [np.zeros((channels, max(len(stage.a), len(stage.b)) - 1)) for stage in self._filters]
         self._samples = 0

@@ -101,6 +101,7 @@ class DacFeatureExtractor(SequenceFeatureExtractor):
                 "Pass it to catch silent sample-rate mistakes."
             )
             sampling_rate = self.sampling_rate
+        sampling_rate = check_positive_integer(sampling_rate, "sampling_rate", "in Hz")
         if sampling_rate != self.sampling_rate and not resample:
             raise ValueError(
                 f"The audio is at {sampling_rate} Hz but the model expects {self.sampling_rate} Hz. "

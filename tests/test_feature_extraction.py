@@ -194,11 +194,12 @@ def test_bad_input_is_a_clear_error(extractor, raw_audio, message):
         ({"channel_axis": 2}, "`channel_axis` must be 0 or -1"),
         ({"multichannel": "sum"}, "`multichannel` must be 'fold' or 'mean'"),
         ({"return_tensors": "tf"}, "`return_tensors` must be 'pt' or 'np'"),
+        ({"sampling_rate": "16000"}, "`sampling_rate` must be a positive integer in Hz, got '16000'"),
     ],
 )
 def test_bad_options_are_clear_errors(extractor, options, message):
     with pytest.raises(ValueError, match=message):
-        extractor(noise(2, 100), sampling_rate=SAMPLING_RATE, **options)
+        extractor(noise(2, 100), **{"sampling_rate": SAMPLING_RATE, **options})
 
 
 def _one_at_a_time(extractor, clips):

@@ -26,6 +26,8 @@ from modeling_dac.atomic import replace_directory, write_folder_atomically
 from modeling_dac.saving import write_model_files
 from modeling_dac.weight_norm import fold_weight_norm
 
+from .data import SKIP_REASONS
+
 __all__ = [
     "TrainingProgress",
     "average_generator_weights",
@@ -55,7 +57,7 @@ class TrainingProgress:
     def __init__(self):
         self.step = 0
         self.best_validation_mel = float("inf")
-        self.skipped_clips = {"silent": 0, "too_short": 0, "corrupt": 0}
+        self.skipped_clips = dict.fromkeys(SKIP_REASONS, 0)
         self.nonfinite_steps = 0
 
     def state_dict(self) -> dict:

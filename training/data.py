@@ -47,6 +47,13 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 SKIP_REASONS = ("silent", "too_short", "corrupt")
+# The second entry of every random generator's seed, one per use, so that no two uses draw the same numbers. They
+# are part of what makes a run reproducible and a resumed run see the same data: never renumber them.
+_RNG_EPOCH_PERMUTATION = 0
+_RNG_MAP_STYLE_CROP = 1
+_RNG_STREAM_CROP = 2
+_RNG_VALIDATION_CROP = 3
+_RNG_SHUFFLE_BUFFER = 4
 # Crops shorter than 0.5 s are measured zero-padded to 0.5 s, and silence counts as -70 LUFS, as in the released code.
 _MIN_LOUDNESS_SECONDS = 0.5
 _MIN_LOUDNESS_LUFS = -70.0
@@ -270,12 +277,13 @@ class DacTrainingDataset(torch.utils.data.Dataset):
     def _record_index(self, example_number: int) -> int:
         epoch, position = divmod(example_number, len(self.records))
         if epoch != self._permutation_epoch:
-            self._permutation = np.random.default_rng([self.seed, 0, epoch]).permutation(len(self.records))
+            rng = np.random.default_rng([self.seed, _RNG_EPOCH_PERMUTATION, epoch])
+            self._permutation = rng.permutation(len(self.records))
             self._permutation_epoch = epoch
         return int(self._permutation[position])
 
     def __getitem__(self, example_number: int) -> dict:
-        rng = np.random.default_rng([self.seed, 1, example_number])
+        rng = np.random.default_rng([self.seed, _RNG_MAP_STYLE_CROP, example_number])
         skipped = dict.fromkeys(SKIP_REASONS, 0)
         index = self._record_index(example_number)
         for _ in range(_MAX_REPLACEMENTS):
@@ -363,6 +371,8 @@ class _StreamBatchSampler(torch.utils.data.Sampler):
         self.shuffle_buffer_size = shuffle_buffer_size
 
     def _shuffled(self, records: Iterator[dict], rng: np.random.Generator) -> Iterator[dict]:
+        # Not `IterableDataset.shuffle`: its buffer's state is not part of a checkpoint, so a resumed run would see
+        # other records; this one is a function of (seed, process, epoch) and the stream alone.
         buffer = []
         for record in records:
             if len(buffer) < self.shuffle_buffer_size:
@@ -376,7 +386,7 @@ class _StreamBatchSampler(torch.utils.data.Sampler):
     def _endless_records(self) -> Iterator[dict]:
         for epoch in itertools.count():
             self.stream.set_epoch(epoch)
-            rng = np.random.default_rng([self.seed, 4, self.process_index, epoch])
+            rng = np.random.default_rng([self.seed, _RNG_SHUFFLE_BUFFER, self.process_index, epoch])
             empty = True
             for record in self._shuffled((row["audio"] for row in self.stream), rng):
                 empty = False
@@ -408,7 +418,9 @@ class DacStreamedTrainingDataset(torch.utils.data.Dataset):
         self.process_index = process_index
 
     def _rng(self, example_number: int, attempt: int = 0) -> np.random.Generator:
-        return np.random.default_rng([self.seed, 2, self.process_index, example_number, attempt])
+        return np.random.default_rng(
+            [self.seed, _RNG_STREAM_CROP, self.process_index, example_number, attempt]
+        )
 
     def __getitems__(self, batch: _StreamBatch) -> list[dict]:
         skipped = dict.fromkeys(SKIP_REASONS, 0)
@@ -454,7 +466,9 @@ class DacValidationDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict | None:
         try:
-            audio = self.cropper(self.records[index]["audio"], np.random.default_rng([self.seed, 3, index]))
+            audio = self.cropper(
+                self.records[index]["audio"], np.random.default_rng([self.seed, _RNG_VALIDATION_CROP, index])
+            )
         except _SkippedClip:
             return None
         return _example(audio, dict.fromkeys(SKIP_REASONS, 0))

@@ -76,12 +76,16 @@ _PROGRESS_BAR_VALUES = ("loss/mel", "loss/generator", "loss/discriminator")
 _TRAINING_FIELDS = ("quantizer_dropout", "commitment_loss_weight", "codebook_loss_weight")
 
 
+def _is_official_checkpoint(init_from: str) -> bool:
+    return init_from.endswith((".pth", ".pt"))
+
+
 def load_generator(model_args: DacModelArguments) -> DacModel:
     """A new generator from the options, or a pretrained one (folder, hub id or official `.pth`) to fine-tune."""
     config = model_args.generator_config()
     if model_args.init_from is None:
         return DacModel(config)
-    if model_args.init_from.endswith((".pth", ".pt")):
+    if _is_official_checkpoint(model_args.init_from):
         pretrained = load_official_checkpoint(model_args.init_from)
     else:
         # Transformers builds the default config for a folder without config.json, which would then be filled with
@@ -106,7 +110,7 @@ def load_generator(model_args: DacModelArguments) -> DacModel:
 def load_discriminator(model_args: DacModelArguments, sampling_rate: int) -> DacDiscriminator:
     """A new discriminator, or the one saved next to `--init_from` (`<init_from>/discriminator`) when there is one."""
     init_from = model_args.init_from
-    if init_from is not None and not init_from.endswith((".pth", ".pt")):
+    if init_from is not None and not _is_official_checkpoint(init_from):
         try:
             discriminator = DacDiscriminator.from_pretrained(init_from, subfolder="discriminator")
             logger.info(f"Discriminator initialised from {init_from}/discriminator.")

@@ -4,6 +4,8 @@ import argparse
 
 from . import Command
 
+__all__ = ["COMMANDS"]
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="official DAC .pth file")
