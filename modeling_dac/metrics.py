@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import importlib
-import math
+import warnings
 from collections.abc import Sequence
 from types import ModuleType
 
@@ -25,6 +25,7 @@ import numpy as np
 import soxr
 import torch
 from torch import nn
+from transformers.audio_utils import hertz_to_mel, mel_filter_bank, mel_to_hertz
 
 from .validation import check_positive_integer
 
@@ -51,24 +52,6 @@ STFT_WINDOW_LENGTHS = (2048, 512)
 VISQOL_SAMPLING_RATES = {"audio": 48000, "speech": 16000}
 PESQ_SAMPLING_RATE = 16000
 
-# Slaney's auditory-toolbox mel scale: linear below 1 kHz (200/3 Hz per mel), logarithmic above.
-_SLANEY_HZ_PER_MEL = 200.0 / 3.0
-_SLANEY_LOG_START_HZ = 1000.0
-_SLANEY_LOG_START_MEL = _SLANEY_LOG_START_HZ / _SLANEY_HZ_PER_MEL
-_SLANEY_LOG_STEP = math.log(6.4) / 27.0
-
-
-def _hz_to_slaney_mel(frequencies: torch.Tensor) -> torch.Tensor:
-    log_ratio = torch.log(frequencies.clamp(min=_SLANEY_LOG_START_HZ) / _SLANEY_LOG_START_HZ)
-    log_part = _SLANEY_LOG_START_MEL + log_ratio / _SLANEY_LOG_STEP
-    return torch.where(frequencies >= _SLANEY_LOG_START_HZ, log_part, frequencies / _SLANEY_HZ_PER_MEL)
-
-
-def _slaney_mel_to_hz(mels: torch.Tensor) -> torch.Tensor:
-    log_part = _SLANEY_LOG_START_HZ * torch.exp(_SLANEY_LOG_STEP * (mels - _SLANEY_LOG_START_MEL))
-    return torch.where(mels >= _SLANEY_LOG_START_MEL, log_part, mels * _SLANEY_HZ_PER_MEL)
-
-
 def slaney_mel_filterbank(
     sampling_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None
 ) -> torch.Tensor:
@@ -89,23 +72,19 @@ def slaney_mel_filterbank(
     fmax = sampling_rate / 2 if fmax is None else fmax
     if not 0 <= fmin < fmax:
         raise ValueError(f"Mel filterbank needs 0 <= fmin < fmax, got fmin={fmin} and fmax={fmax}.")
-    bin_frequencies = torch.arange(n_fft // 2 + 1, dtype=torch.float64) * (sampling_rate / n_fft)
-    mel_edges = torch.linspace(
-        _hz_to_slaney_mel(torch.tensor(float(fmin), dtype=torch.float64)).item(),
-        _hz_to_slaney_mel(torch.tensor(float(fmax), dtype=torch.float64)).item(),
-        n_mels + 2,
-        dtype=torch.float64,
+    with warnings.catch_warnings():  # the narrow scales (32-point windows) have empty filters, as in the original
+        warnings.filterwarnings("ignore", message="At least one mel filter has all zero values")
+        triangles = mel_filter_bank(
+            n_fft // 2 + 1, n_mels, float(fmin), float(fmax), sampling_rate, norm=None, mel_scale="slaney"
+        ).T
+    edges_hz = mel_to_hertz(
+        np.linspace(hertz_to_mel(float(fmin), "slaney"), hertz_to_mel(float(fmax), "slaney"), n_mels + 2), "slaney"
     )
-    edges_hz = _slaney_mel_to_hz(mel_edges)
-    edge_spacing = edges_hz.diff()
-    distance_to_edge = edges_hz[:, None] - bin_frequencies[None, :]
-    rising = -distance_to_edge[:-2] / edge_spacing[:-1, None]
-    falling = distance_to_edge[2:] / edge_spacing[1:, None]
-    triangles = torch.minimum(rising, falling).clamp(min=0)
     area_normalisation = 2.0 / (edges_hz[2:] - edges_hz[:-2])
-    # librosa stores the triangles in float32 before scaling them in float64; rounding the same way keeps the
-    # matrix bit-identical to the one the official metric used.
-    return (triangles.to(torch.float32).to(torch.float64) * area_normalisation[:, None]).to(torch.float32)
+    # librosa stores the triangles in float32 before scaling them in float64 (transformers' norm="slaney" scales
+    # them in float64); rounding the same way keeps the matrix bit-identical to the one the official metric used.
+    filters = triangles.astype(np.float32).astype(np.float64) * area_normalisation[:, None]
+    return torch.from_numpy(filters.astype(np.float32))
 
 
 def _hann_window(window_length: int) -> torch.Tensor:
