@@ -17,6 +17,7 @@ __all__ = [
     "LoudnessMeter",
     "integrated_loudness",
     "load_audio",
+    "loudness_gain",
     "looks_transposed",
     "normalize_loudness",
     "resample",
@@ -122,12 +123,29 @@ def integrated_loudness(audio: np.ndarray, sampling_rate: int) -> float:
         return float(pyloudnorm.Meter(sampling_rate).integrated_loudness(frames))
 
 
-def normalize_loudness(audio: np.ndarray, sampling_rate: int, target_lufs: float = -16.0) -> tuple[np.ndarray, float]:
-    """Audio scaled to `target_lufs`, and its loudness before scaling (silence is returned unchanged)."""
+def loudness_gain(measured: float, target: float, peak: float | None = None) -> float:
+    """
+    The gain taking audio of integrated loudness `measured` to `target` (LUFS); 1 for silence (`-inf`). Given the
+    audio's `peak` (largest absolute sample), it is lowered where needed so that the peak stays within [-1, 1],
+    as the official DAC normalises its input.
+    """
+    if not np.isfinite(measured):
+        return 1.0
+    gain = 10.0 ** ((target - measured) / 20.0)
+    return 1.0 / peak if peak is not None and peak * gain > 1.0 else gain
+
+
+def normalize_loudness(
+    audio: np.ndarray, sampling_rate: int, target_lufs: float = -16.0, limit_peak: bool = False
+) -> tuple[np.ndarray, float]:
+    """
+    Audio scaled to `target_lufs` (less where `limit_peak` keeps it within [-1, 1]), and its loudness before
+    scaling; silence is returned unchanged.
+    """
     loudness = integrated_loudness(audio, sampling_rate)
     if not np.isfinite(loudness):
         return audio, loudness
-    gain = 10.0 ** ((target_lufs - loudness) / 20.0)
+    gain = loudness_gain(loudness, target_lufs, float(np.abs(audio).max()) if limit_peak else None)
     return (audio * gain).astype(np.float32), loudness
 
 

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .atomic import atomic_write_path
-from .audio import LoudnessMeter, resample, soundfile_format, to_float_audio
+from .audio import LoudnessMeter, loudness_gain, resample, soundfile_format, to_float_audio
 from .dac_file import DacFile, DacFileMetadata
 from .modeling_dac import _parameter_dtype
 from .streaming import DacStreamingEncoder
@@ -43,17 +43,6 @@ def _loudness(audio: np.ndarray, sampling_rate: int) -> float:
     meter = LoudnessMeter(sampling_rate, audio.shape[0])
     meter.update(audio)
     return meter.integrated_loudness()
-
-
-def _gain(measured: float, target: float) -> float:
-    """Gain taking audio of loudness `measured` to `target` (LUFS); 1 for silence (-inf)."""
-    return 10.0 ** ((target - measured) / 20.0) if np.isfinite(measured) else 1.0
-
-
-def _normalizing_gain(measured: float, peak: float) -> float:
-    """Gain to `TARGET_LOUDNESS`, lowered if needed so that the peak stays within [-1, 1] (as the official DAC)."""
-    gain = _gain(measured, TARGET_LOUDNESS)
-    return 1.0 / peak if peak * gain > 1.0 else gain
 
 
 def _as_audio(audio) -> np.ndarray:
@@ -123,7 +112,8 @@ def compress(
         measured = _loudness(audio, sampling_rate)
         if np.isfinite(measured):
             loudness = measured
-            audio = (audio * _normalizing_gain(measured, float(np.abs(audio).max()))).astype(np.float32)
+            gain = loudness_gain(measured, TARGET_LOUDNESS, float(np.abs(audio).max()))
+            audio = (audio * gain).astype(np.float32)
     audio = resample(audio, sampling_rate, model.config.sampling_rate)
     codes = encode_long(model, audio, n_quantizers, window_duration, batch_size, show_progress)
     return DacFile.from_codes(
@@ -196,7 +186,7 @@ def _decode_official(
     else:
         audio = _decode_official_chunks(model, dac_file, show_progress)
     if metadata.loudness is not None:
-        audio = audio * _gain(_loudness(audio, model.config.sampling_rate), metadata.loudness)
+        audio = audio * loudness_gain(_loudness(audio, model.config.sampling_rate), metadata.loudness)
     audio = resample(audio.astype(np.float32), model.config.sampling_rate, metadata.sample_rate)
     return _fit_length(audio, metadata.original_length).astype(np.float32)
 
@@ -255,7 +245,7 @@ def decompress(
     audio = decode_long(model, dac_file.codes, window_duration, batch_size, show_progress).numpy()
     audio = _fit_length(resample(audio, model.config.sampling_rate, metadata.sample_rate), metadata.original_length)
     if metadata.loudness is not None:
-        audio = audio * _gain(_loudness(audio, metadata.sample_rate), metadata.loudness)
+        audio = audio * loudness_gain(_loudness(audio, metadata.sample_rate), metadata.loudness)
     return audio.astype(np.float32)
 
 
@@ -331,7 +321,7 @@ def compress_file(
                 peak = max(peak, float(np.abs(block).max()))
             measured = meter.integrated_loudness()
             if np.isfinite(measured):
-                loudness, gain = measured, _normalizing_gain(measured, peak)
+                loudness, gain = measured, loudness_gain(measured, TARGET_LOUDNESS, peak)
 
         from tqdm.auto import tqdm
 
@@ -448,7 +438,7 @@ def _scaled_to_loudness(
             for block in blocks:
                 meter.update(block)
                 unscaled.write(block.T)
-        gain = np.float32(_gain(meter.integrated_loudness(), metadata.loudness))
+        gain = np.float32(loudness_gain(meter.integrated_loudness(), metadata.loudness))
         with _sound_file(scratch, "r") as unscaled:
             for block in _read_blocks(unscaled, int(_BLOCK_SECONDS * sampling_rate)):
                 yield block * gain

@@ -225,8 +225,7 @@ def _prepare_clip(record, settings: _ClipSettings) -> tuple[np.ndarray, int]:
     if not np.isfinite(clip).all():
         raise ValueError("the clip holds NaN or infinite samples")
     if settings.input_loudness is not None:
-        clip = audio_io.normalize_loudness(clip[None], sampling_rate, settings.input_loudness)[0][0]
-        clip = clip / max(1.0, float(np.abs(clip).max()))
+        clip = audio_io.normalize_loudness(clip[None], sampling_rate, settings.input_loudness, limit_peak=True)[0][0]
     return clip.astype(np.float32), sampling_rate
 
 

@@ -220,11 +220,9 @@ class DacAudioCropper:
         raise _SkippedClip("silent")
 
     def _normalise(self, crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        loudness = crop_loudness(crop, self.sampling_rate)
-        crop = crop * 10 ** ((self.loudness_target - loudness) / 20)
-        peak = np.abs(crop).max()
-        if peak > 1.0:
-            crop = crop / peak
+        crop = crop * audio_io.loudness_gain(
+            crop_loudness(crop, self.sampling_rate), self.loudness_target, float(np.abs(crop).max())
+        )
         if self.random_phase_shift:
             crop = shift_phase(crop, rng.uniform(-np.pi, np.pi))
         return crop.astype(np.float32)
@@ -349,9 +347,9 @@ class _StreamBatch:
 class _StreamBatchSampler(torch.utils.data.Sampler):
     """
     `_StreamBatch`es of `(example_number, record)` from this process's share of a streamed dataset, from
-    `start_step` on (endless). The stream is read here, in the main process, in a fixed order: shard order per epoch as datasets
-    sets it, then a shuffle buffer seeded by `(seed, process, epoch)`. DataLoader workers only decode. Resuming
-    re-reads (without decoding) the records consumed before `start_step`.
+    `start_step` on (endless). The stream is read here, in the main process, in a fixed order: shard order per
+    epoch as datasets sets it, then a shuffle buffer seeded by `(seed, process, epoch)`. DataLoader workers only
+    decode. Resuming re-reads (without decoding) the records consumed before `start_step`.
     """
 
     def __init__(
