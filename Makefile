@@ -21,6 +21,7 @@ demo: $(STAMP)
 	$(PYTHON) examples/demo.py --output_dir demo_output
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(PYTHON) -m pytest -q -n 2 --durations=15
 
 bench: $(STAMP)
