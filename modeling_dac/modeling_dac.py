@@ -10,7 +10,6 @@ behaviour is fixed and the fix documented on the method concerned.
 import contextlib
 import math
 import operator
-import zipfile
 from dataclasses import dataclass
 
 import torch
@@ -20,14 +19,11 @@ from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 from transformers import PreTrainedModel
 from transformers import initialization as init
-from safetensors import safe_open
-from safetensors.torch import load_file
-from transformers.utils import ModelOutput, cached_file
-from transformers.utils.hub import get_checkpoint_shard_files
+from transformers.utils import ModelOutput
 
 from .batching import is_right_padded
 from .configuration_dac import DacConfig
-from .weight_norm import fold_weight_norm, has_weight_norm_keys
+from .weight_norm import fold_weight_norm, read_weight_norm_checkpoint
 
 __all__ = [
     "DacDecoderOutput",
@@ -436,16 +432,15 @@ class DacPreTrainedModel(PreTrainedModel):
         As [`~transformers.PreTrainedModel.from_pretrained`], also accepting checkpoints saved with weight norm
         active (`weight_g`/`weight_v`, or parametrizations' `original0`/`original1`, as `transformers.DacModel`
         writes after `apply_weight_norm()`), in safetensors or `pytorch_model.bin` files (read with
-        `weights_only=True`), single or sharded: their weights are folded on load, and every
-        other argument (`dtype`, `device_map`, config overrides, ...) works as for plain checkpoints.
+        `weights_only=True`), single or sharded, or given as `state_dict=`: their weights are folded on load, and
+        every other argument (`dtype`, `device_map`, config overrides, ...) works as for plain checkpoints.
         """
-        checkpoints = _weight_files(pretrained_model_name_or_path, kwargs)
-        keys = [key for checkpoint in checkpoints for key in _weight_keys(checkpoint)]
-        if not has_weight_norm_keys(keys):
+        if kwargs.get("state_dict") is not None:  # given in memory: folded if it holds weight norm
+            kwargs["state_dict"] = fold_weight_norm(kwargs["state_dict"])
             return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
-        state_dict = {}
-        for checkpoint in checkpoints:
-            state_dict.update(_load_weights(checkpoint))
+        state_dict = read_weight_norm_checkpoint(pretrained_model_name_or_path, kwargs)
+        if state_dict is None:
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
         kwargs["config"] = kwargs.get("config") or pretrained_model_name_or_path
         loaded = super().from_pretrained(None, *model_args, state_dict=fold_weight_norm(state_dict), **kwargs)
         model = loaded[0] if isinstance(loaded, tuple) else loaded  # a tuple with `output_loading_info=True`
@@ -472,48 +467,6 @@ def _without_autocast(device_type: str):
 def _parameter_dtype(module: nn.Module) -> torch.dtype:
     """Dtype of a module's parameters: inputs are cast to it, so a bf16 model takes fp32 audio and vice versa."""
     return next(module.parameters()).dtype
-
-
-# Weight files in the order transformers prefers them: (single file, index of shards).
-_WEIGHT_FILE_NAMES = (
-    ("model.safetensors", "model.safetensors.index.json"),
-    ("pytorch_model.bin", "pytorch_model.bin.index.json"),
-)
-
-
-def _weight_files(name_or_path, kwargs: dict) -> list[str]:
-    """
-    Paths of the weights of a local directory or hub repo: `model.safetensors` or its shards, else
-    `pytorch_model.bin` or its shards; empty when there are none.
-    """
-    hub_options = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder")
-    options = {name: kwargs[name] for name in hub_options if name in kwargs}
-    file_names = _WEIGHT_FILE_NAMES[1:] if kwargs.get("use_safetensors") is False else _WEIGHT_FILE_NAMES
-    try:
-        for single_name, index_name in file_names:
-            single = cached_file(name_or_path, single_name, _raise_exceptions_for_missing_entries=False, **options)
-            if single is not None:
-                return [single]
-            index = cached_file(name_or_path, index_name, _raise_exceptions_for_missing_entries=False, **options)
-            if index is not None:
-                return get_checkpoint_shard_files(name_or_path, index, **options)[0]
-    except (OSError, ValueError):
-        pass
-    return []
-
-
-def _weight_keys(path: str) -> list[str]:
-    if path.endswith(".safetensors"):
-        with safe_open(path, framework="pt") as handle:
-            return list(handle.keys())
-    # Memory-mapped where the format allows (zip, torch >= 1.6), so that only the keys are read.
-    return list(torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path)))
-
-
-def _load_weights(path: str) -> dict[str, torch.Tensor]:
-    if path.endswith(".safetensors"):
-        return load_file(path)
-    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 class DacModel(DacPreTrainedModel):

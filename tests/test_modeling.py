@@ -299,6 +299,16 @@ def test_pytorch_model_bin_with_weight_norm_loads_folded(tmp_path, zip_format):
         torch.testing.assert_close(tensor, plain[name], rtol=1e-6, atol=1e-7)
 
 
+def test_a_weight_norm_state_dict_given_in_memory_loads_folded():
+    model = small_model()
+    plain = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    model.apply_weight_norm()
+    reloaded = DacModel.from_pretrained(None, config=model.config, state_dict=model.state_dict())
+    assert set(reloaded.state_dict()) == set(plain)
+    for name, tensor in reloaded.state_dict().items():
+        torch.testing.assert_close(tensor, plain[name], rtol=1e-6, atol=1e-7)
+
+
 def test_use_safetensors_false_reads_the_bin_beside_a_safetensors_file(tmp_path):
     model = small_model()
     model.save_pretrained(tmp_path)  # plain weights in model.safetensors

@@ -281,15 +281,10 @@ def main(argv: list[str] | None = None):
     _train(model_args, data_args, training_args)
 
 
-def _train(model_args: DacModelArguments, data_args: DacDataArguments, training_args: DacTrainingArguments):
-    output_dir = Path(training_args.output_dir)
-    earlier = latest_checkpoint(output_dir)
-    if earlier is not None and not training_args.resume:
-        # Checkpoints are pruned by step, so the new run's own checkpoints would be the ones deleted.
-        raise ValueError(
-            f"{output_dir} holds checkpoints of an earlier run (up to {earlier.name}): pass --resume to continue it, "
-            "or choose another --output_dir."
-        )
+def _build_accelerator(
+    model_args: DacModelArguments, training_args: DacTrainingArguments, output_dir: Path
+) -> Accelerator:
+    """The Accelerator of the run, refusing what the trainer does not support (fp16, gradient accumulation)."""
     accelerator = Accelerator(
         # Without a GPU, say so: Accelerate then runs several launched processes as one CPU (gloo) group.
         cpu=not _has_accelerator_device(),
@@ -311,19 +306,18 @@ def _train(model_args: DacModelArguments, data_args: DacDataArguments, training_
             "configuration or environment) is not supported: every batch is one generator and one discriminator "
             "update; raise --batch_size or the number of processes instead."
         )
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    logger.info(str(accelerator.state).strip())
     if training_args.batch_size % accelerator.num_processes:
         raise ValueError(
             f"batch_size {training_args.batch_size} must be divisible by the {accelerator.num_processes} processes."
         )
-    per_process_batch_size = training_args.batch_size // accelerator.num_processes
+    return accelerator
 
-    # Models: identical initialisation on every process.
-    set_seed(training_args.seed)
+
+def _build_models(model_args: DacModelArguments, seed: int) -> tuple[DacModel, DacDiscriminator]:
+    """Generator (weight norm on, frozen parts frozen) and discriminator, initialised alike on every process."""
+    set_seed(seed)
     generator = load_generator(model_args)
-    sampling_rate = generator.config.sampling_rate
-    discriminator = load_discriminator(model_args, sampling_rate)
+    discriminator = load_discriminator(model_args, generator.config.sampling_rate)
     generator.apply_weight_norm()
     for part in model_args.frozen_modules:
         getattr(generator, part).requires_grad_(False)
@@ -332,19 +326,64 @@ def _train(model_args: DacModelArguments, data_args: DacDataArguments, training_
         f"({sum(p.numel() for p in generator.parameters() if p.requires_grad) / 1e6:.2f}M trained), "
         f"discriminator {sum(p.numel() for p in discriminator.parameters()) / 1e6:.2f}M."
     )
+    return generator, discriminator
 
-    # Optimizers: AdamW and a per-iteration exponential decay for each network.
-    def adamw(module):
-        return torch.optim.AdamW(
-            [p for p in module.parameters() if p.requires_grad],
-            lr=training_args.learning_rate,
-            betas=tuple(training_args.adam_betas),
-            weight_decay=training_args.weight_decay,
+
+def _build_optimizer(module: torch.nn.Module, training_args: DacTrainingArguments):
+    """AdamW over the trained parameters, with a per-iteration exponential learning-rate decay."""
+    optimizer = torch.optim.AdamW(
+        [p for p in module.parameters() if p.requires_grad],
+        lr=training_args.learning_rate,
+        betas=tuple(training_args.adam_betas),
+        weight_decay=training_args.weight_decay,
+    )
+    return optimizer, torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=training_args.lr_decay)
+
+
+def _cropper(
+    data_args: DacDataArguments, model_config, seconds: float, whole_frames: Callable[[float], int] = round
+) -> DacAudioCropper:
+    """Crops of `seconds`, made a whole number of code frames by `whole_frames`, normalised as the options say."""
+    hop_length = model_config.hop_length
+    return DacAudioCropper(
+        sampling_rate=model_config.sampling_rate,
+        num_samples=max(1, whole_frames(seconds * model_config.sampling_rate / hop_length)) * hop_length,
+        loudness_target=data_args.loudness_target,
+        loudness_cutoff=data_args.loudness_cutoff,
+        num_crop_tries=data_args.num_crop_tries,
+        random_phase_shift=data_args.random_phase_shift,
+    )
+
+
+def _validation_loader(dataset: DacValidationDataset, accelerator: Accelerator, training_args: DacTrainingArguments):
+    """This process's share of the validation clips (every `num_processes`-th), in fixed batches."""
+    return torch.utils.data.DataLoader(
+        torch.utils.data.Subset(dataset, range(accelerator.process_index, len(dataset), accelerator.num_processes)),
+        batch_size=training_args.validation_batch_size,
+        collate_fn=collate_examples,
+        # A generator of its own: iterating must not draw from the global one, or resumed runs would diverge.
+        generator=torch.Generator().manual_seed(training_args.seed),
+    )
+
+
+def _train(model_args: DacModelArguments, data_args: DacDataArguments, training_args: DacTrainingArguments):
+    output_dir = Path(training_args.output_dir)
+    earlier = latest_checkpoint(output_dir)
+    if earlier is not None and not training_args.resume:
+        # Checkpoints are pruned by step, so the new run's own checkpoints would be the ones deleted.
+        raise ValueError(
+            f"{output_dir} holds checkpoints of an earlier run (up to {earlier.name}): pass --resume to continue it, "
+            "or choose another --output_dir."
         )
+    accelerator = _build_accelerator(model_args, training_args, output_dir)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    logger.info(str(accelerator.state).strip())
+    per_process_batch_size = training_args.batch_size // accelerator.num_processes
 
-    optimizer_g, optimizer_d = adamw(generator), adamw(discriminator)
-    scheduler_g = torch.optim.lr_scheduler.ExponentialLR(optimizer_g, gamma=training_args.lr_decay)
-    scheduler_d = torch.optim.lr_scheduler.ExponentialLR(optimizer_d, gamma=training_args.lr_decay)
+    generator, discriminator = _build_models(model_args, training_args.seed)
+    sampling_rate = generator.config.sampling_rate
+    optimizer_g, scheduler_g = _build_optimizer(generator, training_args)
+    optimizer_d, scheduler_d = _build_optimizer(discriminator, training_args)
     generator, discriminator, optimizer_g, optimizer_d = accelerator.prepare(
         generator, discriminator, optimizer_g, optimizer_d
     )
@@ -352,32 +391,14 @@ def _train(model_args: DacModelArguments, data_args: DacDataArguments, training_
     # Saved with every checkpoint (training_state.json); the order is that of checkpoints of earlier versions.
     training_state = {"generator_scheduler": scheduler_g, "discriminator_scheduler": scheduler_d, "progress": progress}
 
-    # Data.
     train_records, validation_records = build_datasets(data_args, training_args.seed)
-    hop_length = accelerator.unwrap_model(generator).config.hop_length
-
-    def cropper(seconds: float, whole_frames: Callable[[float], int] = round) -> DacAudioCropper:
-        return DacAudioCropper(
-            sampling_rate=sampling_rate,
-            num_samples=max(1, whole_frames(seconds * sampling_rate / hop_length)) * hop_length,
-            loudness_target=data_args.loudness_target,
-            loudness_cutoff=data_args.loudness_cutoff,
-            num_crop_tries=data_args.num_crop_tries,
-            random_phase_shift=data_args.random_phase_shift,
-        )
-
+    model_config = accelerator.unwrap_model(generator).config
     # Rounded down, so that clips cut to exactly `validation_duration` are long enough.
-    validation_cropper = cropper(data_args.validation_duration, lambda frames: math.floor(frames + 1e-9))
-    validation_dataset = DacValidationDataset(validation_records, validation_cropper, training_args.seed)
-    validation_loader = torch.utils.data.DataLoader(
-        torch.utils.data.Subset(
-            validation_dataset, range(accelerator.process_index, len(validation_dataset), accelerator.num_processes)
-        ),
-        batch_size=training_args.validation_batch_size,
-        collate_fn=collate_examples,
-        # A generator of its own: iterating must not draw from the global one, or resumed runs would diverge.
-        generator=torch.Generator().manual_seed(training_args.seed),
+    validation_cropper = _cropper(
+        data_args, model_config, data_args.validation_duration, lambda frames: math.floor(frames + 1e-9)
     )
+    validation_dataset = DacValidationDataset(validation_records, validation_cropper, training_args.seed)
+    validation_loader = _validation_loader(validation_dataset, accelerator, training_args)
 
     # Different quantizer-dropout draws on each process; a resumed run then restores each process's generators.
     set_seed(training_args.seed, device_specific=True)
@@ -392,7 +413,7 @@ def _train(model_args: DacModelArguments, data_args: DacDataArguments, training_
 
     train_loader = build_training_dataloader(
         train_records,
-        cropper(data_args.sample_duration),
+        _cropper(data_args, model_config, data_args.sample_duration),
         seed=training_args.seed,
         per_process_batch_size=per_process_batch_size,
         start_step=progress.step,
