@@ -48,9 +48,8 @@ def _is_saved_dataset(path: Path) -> bool:
 
 
 def _pick_split(dataset, split: str | None, source: str):
-    from datasets import DatasetDict, IterableDatasetDict
-
-    if not isinstance(dataset, (DatasetDict, IterableDatasetDict)):
+    """`dataset[split]` of a `DatasetDict` (or any dict by split); a dataset without splits as it is."""
+    if not isinstance(dataset, dict):  # DatasetDict and IterableDatasetDict are dicts
         return dataset
     if split is None and len(dataset) == 1:
         return next(iter(dataset.values()))
@@ -83,19 +82,6 @@ def _files_by_split(folder: Path, files: list[Path]) -> dict[str, list[Path]]:
 
 def _resolved(file: str) -> str:
     return str(Path(file).resolve())
-
-
-def _split_files(folder: Path, files: list[Path], split: str | None, source: str) -> list[Path]:
-    """The files of `split` (see `_files_by_split`); `None` when the folder has one split."""
-    by_split = _files_by_split(folder, files)
-    if split is None and len(by_split) == 1:
-        return next(iter(by_split.values()))
-    if split not in by_split:
-        raise ValueError(
-            f"{source} has splits {sorted(by_split)} (told by file and folder names); choose one with `split` "
-            f"(`--split` on the command line), got {split!r}."
-        )
-    return by_split[split]
 
 
 def _parquet_files_under(folder: Path) -> list[Path]:
@@ -167,7 +153,7 @@ def load_audio_dataset(
             data_files = source
         dataset = _pick_split(load_dataset("parquet", data_files=data_files, streaming=streaming), split, source)
     elif path.is_dir() or (path.is_file() and path.suffix.lower() in audio_io.AUDIO_EXTENSIONS):
-        files = _split_files(path, audio_files_under(path), split, source) if path.is_dir() else [path]
+        files = _pick_split(_files_by_split(path, audio_files_under(path)), split, source) if path.is_dir() else [path]
         # Absolute but not resolved: a symbolic link keeps its own name (a hub snapshot links every file to a
         # content-addressed blob), so that records stay known by their path in the folder.
         columns = {"audio": [os.path.abspath(file) for file in files]}
