@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from modeling_dac import DacConfig, DacModel
-from modeling_dac.conversion import _official_module_names
+from modeling_dac.conversion import official_module_names
 
 __all__ = [
     "CONFIG_DIRS",
@@ -278,7 +278,7 @@ class peak_memory_tracker:
 
 def official_state_dict(state_dict: dict[str, torch.Tensor], config: DacConfig) -> dict[str, torch.Tensor]:
     """Our (folded) state dict under the official module names, with plain `weight`s (no weight norm)."""
-    names = {ours: official for official, ours in _official_module_names(config).items()}
+    names = {ours: official for official, ours in official_module_names(config).items()}
     renamed = {}
     for key, tensor in state_dict.items():
         module, _, parameter = key.rpartition(".")

@@ -22,10 +22,10 @@ from torch import nn
 from .atomic import atomic_write_path
 from .audio import LoudnessMeter, loudness_gain, resample, soundfile_format, to_float_audio
 from .dac_file import DacFile, DacFileMetadata
-from .modeling_dac import _parameter_dtype
+from .modeling_dac import parameter_dtype
 from .streaming import DacStreamingEncoder
 from .validation import check_positive_integer
-from .windowing import _convolutions, _inference, decode_long, encode_long, iter_decode_long
+from .windowing import convolution_layers, inference_context, decode_long, encode_long, iter_decode_long
 
 __all__ = ["TARGET_LOUDNESS", "compress", "compress_file", "decompress", "decompress_file"]
 
@@ -200,7 +200,7 @@ def _decode_official_chunks(model: nn.Module, dac_file: DacFile, show_progress: 
     from tqdm.auto import tqdm
 
     metadata, codes = dac_file.metadata, torch.from_numpy(dac_file.codes)
-    convolutions = _convolutions(model.decoder)
+    convolutions = convolution_layers(model.decoder)
     if _unpadded_length(convolutions, metadata.chunk_length) < 1:
         raise ValueError(
             f"the official .dac file's chunks of chunk_length={metadata.chunk_length} frames are too short for "
@@ -211,10 +211,10 @@ def _decode_official_chunks(model: nn.Module, dac_file: DacFile, show_progress: 
     try:
         for layer in convolutions:
             layer.padding = (0,)
-        with _inference(model):
+        with inference_context(model):
             for first in tqdm(range(0, codes.shape[-1], metadata.chunk_length), disable=not show_progress, leave=False):
                 chunk = codes[..., first : first + metadata.chunk_length].to(model.device)
-                latents = model.quantizer.from_codes(chunk).to(_parameter_dtype(model.decoder))
+                latents = model.quantizer.from_codes(chunk).to(parameter_dtype(model.decoder))
                 pieces.append(model.decoder(latents)[:, 0].float().cpu().numpy())
     finally:
         for layer, padding in zip(convolutions, paddings):

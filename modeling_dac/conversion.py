@@ -20,6 +20,7 @@ __all__ = [
     "convert_official_checkpoint",
     "convert_official_state_dict",
     "load_official_checkpoint",
+    "official_module_names",
 ]
 
 _RESIDUAL_UNIT_PARTS = ("snake1", "conv1", "snake2", "conv2")
@@ -48,7 +49,7 @@ def config_from_official_kwargs(kwargs: dict) -> DacConfig:
     )
 
 
-def _official_module_names(config: DacConfig) -> dict[str, str]:
+def official_module_names(config: DacConfig) -> dict[str, str]:
     """Official module path -> our module path, for every module that holds parameters."""
     names = {}
 
@@ -88,7 +89,7 @@ def convert_official_state_dict(state_dict: dict[str, torch.Tensor], config: Dac
     Rename an official state dict to our layout and fold its weight norm (see `fold_weight_norm`).
     Unknown or missing keys raise a `ValueError` listing them.
     """
-    module_names = _official_module_names(config)
+    module_names = official_module_names(config)
     renamed, unknown = {}, []
     for key, tensor in state_dict.items():
         module, _, parameter = key.rpartition(".")

@@ -23,6 +23,7 @@ from transformers.utils import ModelOutput
 
 from .batching import is_right_padded
 from .configuration_dac import DacConfig
+from .windowing import convolution_layers
 from .weight_norm import fold_weight_norm, read_weight_norm_checkpoint
 
 __all__ = [
@@ -390,13 +391,10 @@ class DacPreTrainedModel(PreTrainedModel):
         elif isinstance(module, nn.Embedding):
             init.normal_(module.weight, mean=0.0, std=1.0)
 
-    def _convolutions(self):
-        return [module for module in self.modules() if isinstance(module, (nn.Conv1d, nn.ConvTranspose1d))]
-
     @property
     def has_weight_norm(self) -> bool:
         """Whether the convolutions currently train as magnitude `g` and direction `v`."""
-        return any(parametrize.is_parametrized(conv, "weight") for conv in self._convolutions())
+        return any(parametrize.is_parametrized(conv, "weight") for conv in convolution_layers(self))
 
     def apply_weight_norm(self):
         """
@@ -405,13 +403,13 @@ class DacPreTrainedModel(PreTrainedModel):
         The current plain weights give `v = weight` and `g = ||weight||` (norm over all dims but 0), so the
         function the model computes is unchanged. Call this before training; it is a no-op if already applied.
         """
-        for conv in self._convolutions():
+        for conv in convolution_layers(self):
             if not parametrize.is_parametrized(conv, "weight"):
                 weight_norm(conv, name="weight", dim=0)
 
     def remove_weight_norm(self):
         """Fold `g` and `v` back into plain weights (what inference and checkpoints use); a no-op if not applied."""
-        for conv in self._convolutions():
+        for conv in convolution_layers(self):
             if parametrize.is_parametrized(conv, "weight"):
                 parametrize.remove_parametrizations(conv, "weight", leave_parametrized=True)
 
@@ -464,7 +462,7 @@ def _without_autocast(device_type: str):
     return torch.autocast(device_type, enabled=False)
 
 
-def _parameter_dtype(module: nn.Module) -> torch.dtype:
+def parameter_dtype(module: nn.Module) -> torch.dtype:
     """Dtype of a module's parameters: inputs are cast to it, so a bf16 model takes fp32 audio and vice versa."""
     return next(module.parameters()).dtype
 
@@ -603,10 +601,10 @@ class DacModel(DacPreTrainedModel):
         length = input_values.shape[-1]
         input_values = F.pad(input_values, (0, self.get_encoded_length(length) * self.config.hop_length - length))
 
-        latents = self.encoder(input_values.to(_parameter_dtype(self.encoder)))
+        latents = self.encoder(input_values.to(parameter_dtype(self.encoder)))
         with _without_autocast(latents.device.type):
             quantized_representation, audio_codes, projected_latents, commitment_loss, codebook_loss = self.quantizer(
-                latents.to(_parameter_dtype(self.quantizer)), n_quantizers
+                latents.to(parameter_dtype(self.quantizer)), n_quantizers
             )
         loss = (
             self.config.commitment_loss_weight * commitment_loss + self.config.codebook_loss_weight * codebook_loss
@@ -659,7 +657,7 @@ class DacModel(DacPreTrainedModel):
                 f"got {tuple(quantized_representation.shape)}."
             )
 
-        audio_values = self.decoder(quantized_representation.to(_parameter_dtype(self.decoder)))
+        audio_values = self.decoder(quantized_representation.to(parameter_dtype(self.decoder)))
         expected_length = quantized_representation.shape[-1] * self.config.hop_length
         audio_values = F.pad(audio_values, (0, expected_length - audio_values.shape[-1]))
         output = DacDecoderOutput(audio_values=audio_values)

@@ -35,6 +35,7 @@ __all__ = [
     "DacEncoderReceptiveField",
     "DacReceptiveField",
     "DacWindow",
+    "convolution_layers",
     "decode_long",
     "decode_windows",
     "decoder_context",
@@ -42,6 +43,7 @@ __all__ = [
     "encode_windows",
     "encoder_context",
     "encoder_receptive_field",
+    "inference_context",
     "iter_decode_long",
     "plan_windows",
     "window_frames",
@@ -140,7 +142,8 @@ class DacWindow:
     keep_stop: int
 
 
-def _convolutions(module: nn.Module) -> list[nn.Module]:
+def convolution_layers(module: nn.Module) -> list[nn.Module]:
+    """The `Conv1d` and `ConvTranspose1d` layers of `module`, in the order they are registered (and run, in DAC)."""
     return [layer for layer in module.modules() if isinstance(layer, (nn.Conv1d, nn.ConvTranspose1d))]
 
 
@@ -165,7 +168,7 @@ def _receptive_span(module: nn.Module, first: int, last: int) -> tuple[int, int]
     to the first. Valid for the DAC encoder and decoder: their modules are registered in the order they run,
     and the identity path of each residual unit reads a subset of what its centred convolution branch reads.
     """
-    for layer in reversed(_convolutions(module)):
+    for layer in reversed(convolution_layers(module)):
         first, last = _input_span(layer, first, last)
     return first, last
 
@@ -266,7 +269,7 @@ def plan_windows(
 
 
 @contextlib.contextmanager
-def _inference(model: nn.Module) -> Iterator[None]:
+def inference_context(model: nn.Module) -> Iterator[None]:
     """
     Eval mode (no quantizer dropout) and no autograd for the duration, then the model's mode as it was; freed
     memory is handed back to the OS before and after. Held around single model calls only, never across a
@@ -318,7 +321,7 @@ def encode_windows(
     for group, audio in _batches(windows, read_audio, batch_size):
         n_windows, channels, samples = audio.shape
         input_values = audio.reshape(n_windows * channels, 1, samples).to(device=device, dtype=dtype)
-        with _inference(model):
+        with inference_context(model):
             codes = model.encode(input_values, n_quantizers=n_quantizers, return_dict=True).audio_codes.cpu()
         codes = codes.reshape(n_windows, channels, *codes.shape[1:])
         for window, window_codes in zip(group, codes):
@@ -340,7 +343,7 @@ def decode_windows(
     for group, codes in _batches(windows, read_codes, batch_size):
         n_windows, channels = codes.shape[:2]
         audio_codes = codes.reshape(n_windows * channels, *codes.shape[2:]).to(device=device, dtype=torch.long)
-        with _inference(model):
+        with inference_context(model):
             audio = model.decode(audio_codes=audio_codes, return_dict=True).audio_values.float().cpu()
         audio = audio.reshape(n_windows, channels, audio.shape[-1])
         for window, window_audio in zip(group, audio):
