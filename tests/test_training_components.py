@@ -1,5 +1,6 @@
 """Training options, the GAN step (order, schedules, NaN skipping, freezing) and crash-safe checkpoints."""
 
+import dataclasses
 import json
 import os
 import pickle
@@ -10,7 +11,7 @@ import pytest
 import torch
 from accelerate import Accelerator
 
-from modeling_dac import DacFeatureExtractor, DacModel
+from modeling_dac import DacConfig, DacFeatureExtractor, DacModel
 from training import average_checkpoints, checkpointing
 from training.checkpointing import (
     TrainingProgress,
@@ -19,7 +20,7 @@ from training.checkpointing import (
     load_checkpoint,
     save_checkpoint,
 )
-from training.config import GENERATOR_FIELDS, load_training_arguments
+from training.config import GENERATOR_FIELDS, DacModelArguments, load_training_arguments
 from training.discriminator import DacDiscriminator, DacDiscriminatorConfig
 from training.step import DacGanStep
 
@@ -98,6 +99,21 @@ def test_invalid_options_are_reported(tmp_path, yaml_text, message):
     path.write_text(yaml_text)
     with pytest.raises(ValueError, match=message):
         load_training_arguments(["--config", str(path)])
+
+
+def test_model_arguments_repeat_every_dac_config_argument_with_its_default():
+    defaults = {field.name: field.default for field in dataclasses.fields(DacModelArguments)}
+    factories = {field.name: field.default_factory for field in dataclasses.fields(DacModelArguments)}
+    config = DacConfig()
+    assert set(GENERATOR_FIELDS) <= set(defaults)
+    for name in GENERATOR_FIELDS:
+        default = factories[name]() if defaults[name] is dataclasses.MISSING else defaults[name]
+        if name == "quantizer_dropout":  # the released recipe trains with 0.5; the config's default is inference's
+            assert (default, config.quantizer_dropout) == (0.5, 0.0)
+        elif name in ("upsampling_ratios", "hidden_size"):  # None: derived, as in DacConfig
+            assert default is None
+        else:
+            assert default == getattr(config, name), name
 
 
 @pytest.mark.parametrize("name", RELEASED)

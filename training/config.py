@@ -6,6 +6,7 @@ name of a dataclass field below, and the same name is the command-line flag (`--
 """
 
 import argparse
+import inspect
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -28,20 +29,10 @@ __all__ = [
 ]
 
 FREEZABLE_MODULES = ("encoder", "quantizer", "decoder")
-# DacModelArguments fields that are DacConfig fields of the same name.
-GENERATOR_FIELDS = (
-    "encoder_hidden_size",
-    "downsampling_ratios",
-    "decoder_hidden_size",
-    "upsampling_ratios",
-    "hidden_size",
-    "n_codebooks",
-    "codebook_size",
-    "codebook_dim",
-    "quantizer_dropout",
-    "commitment_loss_weight",
-    "codebook_loss_weight",
-    "sampling_rate",
+# The DacConfig arguments, which DacModelArguments repeats under the same names (tests check that it holds them
+# all); `hop_length` follows from the strides.
+GENERATOR_FIELDS = tuple(
+    name for name in inspect.signature(DacConfig.__init__).parameters if name not in ("self", "hop_length", "kwargs")
 )
 # Flags that may repeat on the command line; given there, they replace the YAML list instead of extending it.
 _REPEATABLE_FIELDS = ("dataset", "validation_dataset")
