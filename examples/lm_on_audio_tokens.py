@@ -144,6 +144,8 @@ def main(argv: list[str] | None = None) -> dict:
         eos_token_id=bridge.audio_eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
+    for stale in output_dir.glob("sample_*_*.wav"):  # an earlier run's samples, which this run may not overwrite
+        stale.unlink()
     sample_paths = []
     for index, sequence in enumerate(generated):
         for segment, audio in enumerate(decode_generated_audio(codec, bridge, sequence)):

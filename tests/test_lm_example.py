@@ -19,7 +19,9 @@ def load_example():
 def test_example_trains_samples_and_writes_wavs(tmp_path):
     example = load_example()
     arguments = ["--output-dir", str(tmp_path), "--clips", "4", "--seconds", "0.3", "--steps", "15", "--samples", "2"]
+    soundfile.write(tmp_path / "sample_5_0.wav", np.zeros(320, np.float32), 16000)  # from an earlier, larger run
     result = example.main(arguments)
+    assert sorted(tmp_path.glob("sample_*.wav")) == sorted(result["sample_paths"])
 
     losses = result["losses"]
     assert len(losses) == 15
