@@ -265,7 +265,8 @@ def config_fingerprint(config: Any) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def _codes_dtype(codebook_size: int | None) -> np.dtype:
+def _file_codes_dtype(codebook_size: int | None) -> np.dtype:
+    """How a .dac file stores codes: uint16 (as official files do) up to 65536 entries, else int32."""
     if codebook_size is None or codebook_size <= _UINT16_CODEBOOK_LIMIT:
         return np.dtype(np.uint16)
     return np.dtype(np.int32)
@@ -407,7 +408,7 @@ class DacFile:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the file atomically (a crash leaves either the old file or the new one) and return its path."""
         self._validate()
-        codes = np.ascontiguousarray(self.codes.astype(_codes_dtype(self.metadata.codebook_size)))
+        codes = np.ascontiguousarray(self.codes.astype(_file_codes_dtype(self.metadata.codebook_size)))
         header = {"format": FORMAT_NAME, _METADATA_KEY: json.dumps(self.metadata.to_dict(), allow_nan=False)}
         path = Path(path)
         _write_atomically(path, safetensors.numpy.save({"codes": codes}, metadata=header))
@@ -475,10 +476,10 @@ def _read_safetensors(path: Path) -> tuple[np.ndarray, DacFileMetadata]:
     except RecursionError:
         raise ValueError("the metadata JSON is nested too deeply.") from None
     metadata = DacFileMetadata.from_dict(data)
-    if codes.dtype != _codes_dtype(metadata.codebook_size):
+    if codes.dtype != _file_codes_dtype(metadata.codebook_size):
         raise ValueError(
             f"codes are stored as {codes.dtype}, but codebook size {metadata.codebook_size} requires "
-            f"{_codes_dtype(metadata.codebook_size)}."
+            f"{_file_codes_dtype(metadata.codebook_size)}."
         )
     return codes, metadata
 

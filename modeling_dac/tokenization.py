@@ -123,7 +123,8 @@ def _channels(audio: np.ndarray, stereo: str) -> np.ndarray:
     return audio
 
 
-def _codes_dtype(codebook_size: int) -> np.dtype:
+def _dataset_codes_dtype(codebook_size: int) -> np.dtype:
+    """How a tokenized dataset stores codes: int16 (signed, which torch reads as is) up to 32768 entries, else int32."""
     return np.dtype(np.int16 if codebook_size <= _MAX_INT16_CODEBOOK_SIZE else np.int32)
 
 
@@ -137,7 +138,7 @@ def tokenized_features(
     """
     from datasets import Features, List, Value
 
-    codes_feature = List(List(Value(_codes_dtype(model_config.codebook_size).name)))
+    codes_feature = List(List(Value(_dataset_codes_dtype(model_config.codebook_size).name)))
     if stereo == "fold":
         codes_feature = List(codes_feature)
     features = dict(other_features or {})
@@ -222,7 +223,7 @@ def tokenize_dataset(
     model.to(device)
 
     sampling_rate = model.config.sampling_rate
-    codes_dtype = _codes_dtype(model.config.codebook_size)
+    codes_dtype = _dataset_codes_dtype(model.config.codebook_size)
     # A mapped `Dataset` stores what `tokenize_batch` returns as Arrow, so its rows read back as lists; an
     # `IterableDataset` hands the returned values on as they are, so it gets lists too, except when its features
     # are unknown: then the numpy arrays carry the int16 type that saving the stream infers.
