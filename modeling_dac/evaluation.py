@@ -35,6 +35,7 @@ from .atomic import atomic_write_path
 from .audio_datasets import load_audio_dataset, read_audio_record
 from .evaluation_plots import plot_metrics_against_bitrate, plot_spectrograms
 from .evaluation_report import build_report, merge_results, write_report
+from .windowing import eval_mode
 
 __all__ = [
     "DEFAULT_METRICS",
@@ -347,9 +348,7 @@ def evaluate_model(
     bitrates = {n: config.bitrate_at(n) / 1000 for n in n_quantizers_list}
     clip_ids, skipped, plotted = [], [], 0
     total = None if streaming else min(len(dataset), max_clips or len(dataset))
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         for index, record in tqdm(
             _records(dataset, max_clips), total=total, desc="dac eval", unit="clip", disable=not progress
         ):
@@ -395,8 +394,6 @@ def evaluate_model(
                     plot_spectrograms(reference, estimates, rate, bitrates, f"{name} ({rate} Hz)", spectrogram_path)
             clip_ids.append(clip_id)
             plotted += plotted < spectrogram_clips
-    finally:
-        model.train(was_training)
 
     model_info = {
         "name_or_path": config.name_or_path or type(model).__name__,

@@ -673,10 +673,14 @@ class DacModel(DacPreTrainedModel):
             )
         if audio_codes.shape[-1] == 0:
             raise ValueError("`audio_codes` hold no frames.")
-        if audio_codes.numel() and (audio_codes.min() < 0 or audio_codes.max() >= self.config.codebook_size):
+        if not audio_codes.numel():
+            return
+        # As int64: torch has no min/max for uint16 and uint32, and uint8 would wrap codebook_size around.
+        lowest, highest = int(audio_codes.long().min()), int(audio_codes.long().max())
+        if lowest < 0 or highest >= self.config.codebook_size:
             raise ValueError(
                 f"`audio_codes` must lie in [0, codebook_size={self.config.codebook_size}), got values in "
-                f"[{int(audio_codes.min())}, {int(audio_codes.max())}]."
+                f"[{lowest}, {highest}]."
             )
 
     def forward(
@@ -711,7 +715,8 @@ class DacModel(DacPreTrainedModel):
     def compile_for_inference(self, **compile_options) -> "DacModel":
         """
         Compile the encoder and the decoder in place with `torch.compile` (opt-in): fused Snake activations and
-        fewer memory passes. Shapes are dynamic, so new audio lengths do not recompile. Parameter names, and so
+        fewer memory passes. Shapes are compiled as dynamic, yet a new batch size or a length far from those seen
+        still compiles again (docs/fast_inference.md: keep shapes steady). Parameter names, and so
         checkpoints, are unchanged. The first call compiles (minutes on a small CPU); the speed and the (float
         rounding) differences it brings are measured in docs/benchmarks.md. Keyword arguments override the
         `torch.compile` options, e.g. `mode="max-autotune"` or `backend="aot_eager"`. Returns the model.

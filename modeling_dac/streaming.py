@@ -17,12 +17,12 @@ just planned as the input arrives. Latency, fixed by the model's receptive field
 
 import math
 
-import numpy as np
 import torch
 from torch import nn
 
 from .windowing import (
     DacReceptiveField,
+    as_channels_first,
     decode_windows,
     decoder_context,
     encode_windows,
@@ -79,15 +79,7 @@ class _DacStream:
     def _as_chunk(self, chunk) -> torch.Tensor:
         if self._finished:
             raise ValueError("this stream was flushed; start a new one for more input.")
-        tensor = torch.from_numpy(np.ascontiguousarray(chunk)) if isinstance(chunk, np.ndarray) else chunk
-        if not isinstance(tensor, torch.Tensor):
-            raise ValueError(
-                f"{self._input_name} chunk must be a numpy array or a torch.Tensor, got {type(chunk).__name__}."
-            )
-        if tensor.ndim == self._trailing_dims:
-            tensor = tensor[None]
-        if tensor.ndim != self._trailing_dims + 1 or tensor.shape[0] == 0:
-            raise ValueError(f"{self._input_name} chunk has shape {tuple(chunk.shape)}; see the class docstring.")
+        tensor = as_channels_first(chunk, f"{self._input_name} chunk", self._trailing_dims)
         if self._leading_shape is not None and tensor.shape[:-1] != self._leading_shape:
             raise ValueError(
                 f"{self._input_name} chunk has shape {tuple(tensor.shape)}, but the stream's first chunk had "

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .audio import looks_transposed
 from .configuration_dac import DacConfig
 from .validation import check_positive_integer
 
@@ -35,6 +36,7 @@ __all__ = [
     "DacEncoderReceptiveField",
     "DacReceptiveField",
     "DacWindow",
+    "as_channels_first",
     "convolution_layers",
     "decode_long",
     "decode_windows",
@@ -43,6 +45,7 @@ __all__ = [
     "encode_windows",
     "encoder_context",
     "encoder_receptive_field",
+    "eval_mode",
     "inference_context",
     "iter_decode_long",
     "plan_windows",
@@ -269,20 +272,29 @@ def plan_windows(
 
 
 @contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode for the duration, then every submodule's own mode back (a part the caller froze in eval stays so)."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+@contextlib.contextmanager
 def inference_context(model: nn.Module) -> Iterator[None]:
     """
-    Eval mode (no quantizer dropout) and no autograd for the duration, then the model's mode as it was; freed
+    Eval mode (no quantizer dropout) and no autograd for the duration, then the model's modes as they were; freed
     memory is handed back to the OS before and after. Held around single model calls only, never across a
     generator's `yield`, so the caller's code between outputs runs with its own grad mode and model mode.
     """
-    was_training = model.training
-    model.eval()
     _release_freed_memory()
     try:
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             yield
     finally:
-        model.train(was_training)
         _release_freed_memory()
 
 
@@ -351,8 +363,12 @@ def decode_windows(
             yield window, window_audio[:, offset : offset + (window.keep_stop - window.keep_start) * hop_length]
 
 
-def _channels_first(values, name: str, trailing_dims: int) -> torch.Tensor:
-    """A numpy array or tensor as a tensor with a leading channel axis (added for single-channel input)."""
+def as_channels_first(values, name: str, trailing_dims: int) -> torch.Tensor:
+    """
+    A numpy array or tensor as a tensor with a leading channel axis (added for single-channel input): audio
+    `(channels, samples)` with `trailing_dims=1`, codes `(channels, n_codebooks, frames)` with 2. Audio that is
+    almost surely `(samples, channels)` is refused rather than coded as thousands of channels.
+    """
     tensor = torch.from_numpy(np.ascontiguousarray(values)) if isinstance(values, np.ndarray) else values
     if not isinstance(tensor, torch.Tensor):
         raise ValueError(f"`{name}` must be a numpy array or a torch.Tensor, got {type(values).__name__}.")
@@ -360,6 +376,11 @@ def _channels_first(values, name: str, trailing_dims: int) -> torch.Tensor:
         tensor = tensor[None]
     if tensor.ndim != trailing_dims + 1 or tensor.shape[0] == 0:
         raise ValueError(f"`{name}` has shape {tuple(tensor.shape)}; see the docstring for the shapes accepted.")
+    if trailing_dims == 1 and looks_transposed(tensor):
+        raise ValueError(
+            f"`{name}` has shape {tuple(tensor.shape)}: {tensor.shape[0]} channels of {tensor.shape[1]} samples. "
+            "Pass (channels, samples): transpose a (samples, channels) array such as soundfile returns."
+        )
     return tensor
 
 
@@ -391,7 +412,7 @@ def encode_long(
         batch_size: windows encoded together in one model call (each with all its channels).
         show_progress: show a tqdm progress bar over frames.
     """
-    audio = _channels_first(audio, "audio", trailing_dims=1)
+    audio = as_channels_first(audio, "audio", trailing_dims=1)
     if not audio.is_floating_point():
         raise ValueError(f"`audio` must hold float samples in [-1, 1], got dtype {audio.dtype}.")
     if audio.shape[-1] == 0:
@@ -430,7 +451,7 @@ def iter_decode_long(
     float32 audio `(channels, samples)`; together they are `model.decode` of all the codes, `frames *
     hop_length` samples per channel. Arguments as in `encode_long`.
     """
-    audio_codes = _channels_first(audio_codes, "audio_codes", trailing_dims=2)
+    audio_codes = as_channels_first(audio_codes, "audio_codes", trailing_dims=2)
     model._check_audio_codes(audio_codes)  # here, not in the generator: bad codes fail at the call
     batch_size = check_positive_integer(batch_size, "batch_size")
     config, channels, total_frames = model.config, audio_codes.shape[0], audio_codes.shape[-1]

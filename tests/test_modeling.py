@@ -155,10 +155,10 @@ def test_integer_like_n_quantizers_are_accepted(n_quantizers):
     assert torch.equal(codes, model.encode(audio, n_quantizers=3).audio_codes)
 
 
-@pytest.mark.parametrize("dtype", [torch.int16, torch.int32, torch.uint8])
+@pytest.mark.parametrize("dtype", [torch.int16, torch.int32, torch.uint8, torch.uint16, torch.uint32])
 def test_codes_of_any_integer_dtype_decode_like_int64(dtype):
-    model = small_model()
-    codes = model.encode(torch.randn(1, 1, 1024) * 0.1).audio_codes
+    model = small_model(codebook_size=1024)  # above uint8's range: a uint8 comparison with it would wrap
+    codes = model.encode(torch.randn(1, 1, 1024) * 0.1).audio_codes % 256
     expected = model.decode(audio_codes=codes).audio_values
     torch.testing.assert_close(model.decode(audio_codes=codes.to(dtype)).audio_values, expected, rtol=0, atol=0)
 

@@ -125,6 +125,8 @@ def test_misuse_is_a_clear_error():
         encoder.push(torch.zeros(2, 100))
     with pytest.raises(ValueError, match="flushed"):
         encoder.flush()
+    with pytest.raises(ValueError, match=r"audio chunk` has shape \(1600, 2\): 1600 channels of 2 samples"):
+        DacStreamingEncoder(model).push(np.zeros((1600, 2), np.float32))  # soundfile's (samples, channels)
     assert DacStreamingEncoder(model).flush().shape == (0, 4, 0)
     decoder = DacStreamingDecoder(model)
     with pytest.raises(ValueError, match="integers"):

@@ -192,9 +192,10 @@ def test_training_mode_model_runs_in_eval_and_keeps_its_mode():
     audio = random_audio(1, 30 * 512)
     expected = whole_encode(model, audio)
     model.train()
+    model.quantizer.eval()  # a part the caller keeps in eval mode stays so
     try:
         assert torch.equal(encode_long(model, audio, window_duration=20 / model.config.frame_rate), expected)
-        assert model.training
+        assert model.training and model.encoder.training and not model.quantizer.training
         # Between the blocks of a generator, the caller's grad mode and model mode are in force.
         for _ in iter_decode_long(model, expected, window_duration=22 / model.config.frame_rate):
             assert model.training and torch.is_grad_enabled()
@@ -209,6 +210,7 @@ def test_training_mode_model_runs_in_eval_and_keeps_its_mode():
         (torch.full((1, 1000), float("nan")), "NaN"),
         (torch.zeros(1, 1000, dtype=torch.int16), "float"),
         (torch.zeros(2, 2, 1000), "shape"),
+        (np.zeros((16000, 2), np.float32), r"16000 channels of 2 samples\. Pass \(channels, samples\)"),
         ([0.0] * 1000, "numpy array or a torch.Tensor"),
     ],
 )
