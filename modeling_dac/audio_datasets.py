@@ -9,6 +9,7 @@ does not load on every setup).
 
 import io
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -63,25 +64,40 @@ def _pick_split(dataset, split: str | None, source: str):
 
 def _files_by_split(folder: Path, files: list[Path]) -> dict[str, list[Path]]:
     """
-    `files` (found under `folder`) by split, told by file and folder names as `load_dataset` tells a hub repo's
-    splits (`data/test-00000-of-00001.parquet`, `train/clip.wav`, `validation/...`). Unless those names account
-    for every file (`speech_test.wav` beside `music.wav`, say), all of them are one `train` split.
+    `files` (found under `folder`) by split, told by file and folder names with the patterns `load_dataset` tells a
+    hub repo's splits by (`data/holdout-00000-of-00001.parquet`, `train/clip.wav`, `validation/...`), matched
+    against the paths below `folder` (not the file system: one pass, and `[` in a folder name is no pattern).
+    Unless those names account for every file (`speech_test.wav` beside `music.wav`, say), all of them are one
+    `train` split.
     """
-    from datasets.data_files import DataFilesDict, get_data_patterns
+    from datasets.data_files import ALL_DEFAULT_PATTERNS, ALL_SPLIT_PATTERNS
+    from fsspec.utils import glob_translate
 
-    wanted = {str(file.resolve()): file for file in files}
-    found = DataFilesDict.from_patterns(get_data_patterns(str(folder)), base_path=str(folder))
-    by_split = {
-        str(split): sorted(wanted[resolved] for resolved in map(_resolved, split_files) if resolved in wanted)
-        for split, split_files in found.items()
-    }
-    by_split = {split: split_files for split, split_files in by_split.items() if split_files}
+    relative = {file.relative_to(folder).as_posix(): file for file in files}
+    by_split: dict[str, list[Path]] = {}
+    for sharded in ALL_SPLIT_PATTERNS:  # `{split}` in the name: any split name
+        placeholder = "SPLITNAME"  # a literal to glob_translate, then the group that captures the split
+        regex = glob_translate(sharded.replace("{split}", placeholder)).replace(placeholder, "(?P<split>[^/]+?)")
+        regex = re.compile(regex)
+        for path, file in relative.items():
+            match = regex.fullmatch(path)
+            if match:
+                by_split.setdefault(match["split"], []).append(file)
+        if by_split:
+            break
+    for patterns_by_split in ALL_DEFAULT_PATTERNS if not by_split else ():
+        for split, patterns in patterns_by_split.items():
+            regexes = [re.compile(glob_translate(pattern)) for pattern in patterns]
+            matched = [file for path, file in relative.items() if any(regex.fullmatch(path) for regex in regexes)]
+            if matched:
+                by_split[str(split)] = matched
+        if by_split:
+            break
     named = sorted(file for split_files in by_split.values() for file in split_files)
-    return by_split if named == sorted(files) else {"train": sorted(files)}
-
-
-def _resolved(file: str) -> str:
-    return str(Path(file).resolve())
+    everything = sorted(files)
+    if named != everything:
+        return {"train": everything}
+    return {split: sorted(split_files) for split, split_files in by_split.items()}
 
 
 def _parquet_files_under(folder: Path) -> list[Path]:
@@ -148,7 +164,7 @@ def load_audio_dataset(
             raise ValueError(f"Parquet file {source} does not exist.")
         if path.is_dir():
             by_split = _files_by_split(path, _parquet_files_under(path))
-            data_files = {split: [_resolved(file) for file in files] for split, files in by_split.items()}
+            data_files = {split: [os.path.abspath(file) for file in files] for split, files in by_split.items()}
         else:
             data_files = source
         dataset = _pick_split(load_dataset("parquet", data_files=data_files, streaming=streaming), split, source)

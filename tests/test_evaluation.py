@@ -380,6 +380,12 @@ def test_parquet_folders_keep_the_splits_their_file_names_give(workspace, tmp_pa
     # Hidden and underscore-prefixed files are not data (datasets skips them too): the splits stay.
     dataset.to_parquet(str(tmp_path / "hub" / ".ipynb_checkpoints" / "train-00000-of-00001.parquet"))
     assert len(load_audio_dataset(str(tmp_path / "hub"), split="test")) == 1
+    # Sharded file names may name any split.
+    hub_typed.select([1]).to_parquet(str(tmp_path / "custom" / "data" / "holdout-00000-of-00001.parquet"))
+    hub_typed.select([0]).to_parquet(str(tmp_path / "custom" / "data" / "train-00000-of-00001.parquet"))
+    assert [row["audio"] for row in load_audio_dataset(str(tmp_path / "custom"), split="holdout")] == [
+        dataset[1]["sound"]
+    ]
     # A split word in some names only (speech_test beside music) makes no splits: nothing is left out.
     dataset.to_parquet(str(tmp_path / "mixed" / "music.parquet"))
     dataset.to_parquet(str(tmp_path / "mixed" / "speech_test.parquet"))
@@ -400,6 +406,16 @@ def test_audio_folders_keep_the_splits_their_names_give(workspace, tmp_path):
     assert load_audio_dataset(str(tmp_path / "split"), split="test", keep_columns=True)["file_name"] == ["test/d.wav"]
     (tmp_path / "split" / "notes.wav").write_bytes(clip.read_bytes())  # names no split: the folder is one split
     assert len(load_audio_dataset(str(tmp_path / "split"))) == 4
+    # A hub snapshot links files of two splits to one blob; a folder name may hold glob characters.
+    snapshot = tmp_path / "snapshot [v2]"
+    for split in ("train", "test"):
+        (snapshot / split).mkdir(parents=True)
+        (snapshot / split / "a.wav").symlink_to(clip)
+    assert load_audio_dataset(str(snapshot), split="test", keep_columns=True)["file_name"] == ["test/a.wav"]
+    shutil.copy(clip, tmp_path / "songs [live].wav")
+    (tmp_path / "songs [live]").mkdir()
+    shutil.copy(clip, tmp_path / "songs [live]" / "a.wav")
+    assert len(load_audio_dataset(str(tmp_path / "songs [live]"))) == 1
 
 
 def test_a_stream_without_declared_features_keeps_only_its_audio_column(monkeypatch):
