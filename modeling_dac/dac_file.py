@@ -72,10 +72,10 @@ _METADATA_KEY = "dac_metadata"
 _MAX_METADATA_CHARS = 1 << 20
 _MAX_CODEBOOK_SIZE = 2**31  # codes are stored as int32 above 65536 entries
 # Bounds on what decoding trusts: a rate beyond any audio format would make the decoder resample a few frames
-# into gigabytes, and a loudness beyond what BS.1770 gives audio in [-1, 1] (+3 LUFS for a full-scale square wave
-# on one channel; silence is null) would scale the output out of range.
+# into gigabytes, and a loudness of 1e308 would overflow the gain. Audio in [-1, 1] measures at most about +3 LUFS
+# per channel, but float audio on an integer scale (samples up to 32768) measures near +90.
 _MAX_SAMPLE_RATE = 1_536_000
-_LOUDNESS_RANGE = (-200.0, 20.0)
+_LOUDNESS_RANGE = (-200.0, 200.0)
 _UINT16_CODEBOOK_LIMIT = 2**16
 _NPY_MAGIC = b"\x93NUMPY"
 _OFFICIAL_METADATA_KEYS = frozenset(

@@ -101,7 +101,7 @@ class DacFeatureExtractor(SequenceFeatureExtractor):
                 "Pass it to catch silent sample-rate mistakes."
             )
             sampling_rate = self.sampling_rate
-        sampling_rate = check_positive_integer(sampling_rate, "sampling_rate", "in Hz")
+        sampling_rate = check_positive_integer(sampling_rate, "sampling_rate", "in Hz", whole_floats=True)
         if sampling_rate != self.sampling_rate and not resample:
             raise ValueError(
                 f"The audio is at {sampling_rate} Hz but the model expects {self.sampling_rate} Hz. "
@@ -135,7 +135,8 @@ class DacFeatureExtractor(SequenceFeatureExtractor):
         ``(rows, samples)`` or ``(rows, 1, samples)``; its ``padding_mask``, when present, marks the real samples,
         so earlier padding is dropped first. The result equals calling the extractor on the whole batch at once:
         ``input_values`` ``(batch, 1, samples)`` and ``padding_mask`` ``(batch, samples)``, with lengths rounded up
-        to a multiple of ``hop_length`` (and of ``pad_to_multiple_of`` when given).
+        to a multiple of ``hop_length`` (and of ``pad_to_multiple_of`` when given). Other keys (a `label`, say) are
+        batched alongside, one value per entry, which needs every entry to be one row (mono).
         """
         if return_tensors not in ("pt", "np"):
             raise ValueError(f"`return_tensors` must be 'pt' or 'np', got {return_tensors!r}.")
@@ -144,17 +145,30 @@ class DacFeatureExtractor(SequenceFeatureExtractor):
         if isinstance(processed_features, (list, tuple)):
             entries = list(processed_features)
         elif "input_values" in processed_features:
-            masks = processed_features.get("padding_mask")
             entries = [
-                {"input_values": values, "padding_mask": None if masks is None else masks[index]}
-                for index, values in enumerate(processed_features["input_values"])
+                {key: values[index] for key, values in processed_features.items()}
+                for index in range(len(processed_features["input_values"]))
             ]
         else:
             raise ValueError("`pad` needs `input_values`: pass the extractor's output or a list of its outputs.")
-        rows = [row for index, entry in enumerate(entries) for row in self._entry_rows(entry, index)]
-        if not rows:
+        rows_per_entry = [self._entry_rows(entry, index) for index, entry in enumerate(entries)]
+        if not entries:
             raise ValueError("`pad` got no clips.")
-        return self._padded_features(rows, padding, max_length, truncation, pad_to_multiple_of, return_tensors)
+        others = {key: [] for key in entries[0] if key not in self.model_input_names}
+        for index, (entry, rows) in enumerate(zip(entries, rows_per_entry)):
+            if set(entry) - set(self.model_input_names) != others.keys():
+                raise ValueError(f"Entry {index} of `pad` has keys {sorted(entry)}; entry 0 has {sorted(entries[0])}.")
+            if others and len(rows) != 1:
+                raise ValueError(
+                    f"Entry {index} of `pad` is {len(rows)} rows (a multichannel clip), so its other keys "
+                    f"{sorted(others)} would not line up with the rows: extract with multichannel='mean'."
+                )
+            for key in others:
+                others[key].append(entry[key])
+        rows = [row for entry_rows in rows_per_entry for row in entry_rows]
+        features = self._padded_features(rows, padding, max_length, truncation, pad_to_multiple_of, return_tensors)
+        features.update(BatchFeature(others).convert_to_tensors(return_tensors))
+        return features
 
     @staticmethod
     def _entry_rows(entry, index: int) -> list[np.ndarray]:

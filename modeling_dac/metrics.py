@@ -84,7 +84,8 @@ def slaney_mel_filterbank(
     # librosa stores the triangles in float32 before scaling them in float64 (transformers' norm="slaney" scales
     # them in float64); rounding the same way keeps the matrix bit-identical to the one the official metric used.
     filters = triangles.astype(np.float32).astype(np.float64) * area_normalisation[:, None]
-    return torch.from_numpy(filters.astype(np.float32))
+    # Contiguous, as the hand-written filters were: the layout sets the summation order of the loss's gradient.
+    return torch.from_numpy(np.ascontiguousarray(filters, dtype=np.float32))
 
 
 def _hann_window(window_length: int) -> torch.Tensor:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import re
 import shutil
 import uuid
 from collections import defaultdict
@@ -39,12 +40,14 @@ __all__ = [
     "check_new_output_dir",
     "encode_clips",
     "merge_tokenized_shards",
+    "remove_interrupted_saves",
     "save_tokenized_dataset",
     "tokenize_dataset",
     "tokenized_features",
 ]
 
 STEREO_POLICIES = ("mean", "first", "fold")
+_TEMPORARY_SUFFIX = ".tmp"
 _MAX_INT16_CODEBOOK_SIZE = 2**15
 
 
@@ -287,6 +290,16 @@ def check_new_output_dir(output_dir: str | os.PathLike) -> None:
         raise ValueError(f"output directory {output_dir} already exists and is not empty; choose another")
 
 
+def remove_interrupted_saves(output_dir: str | os.PathLike) -> None:
+    """Remove the temporary folders that `save_tokenized_dataset` calls into ``output_dir`` left when killed."""
+    output_dir = Path(output_dir)
+    name = re.compile(rf"\.{re.escape(output_dir.name)}\.[0-9a-f]{{32}}{re.escape(_TEMPORARY_SUFFIX)}")
+    if output_dir.parent.is_dir():
+        for entry in output_dir.parent.iterdir():
+            if name.fullmatch(entry.name):
+                shutil.rmtree(entry, ignore_errors=True)
+
+
 def save_tokenized_dataset(dataset: Dataset | IterableDataset, output_dir: str | os.PathLike) -> Dataset:
     """Write a tokenized dataset with ``save_to_disk`` into a new directory, atomically (a temporary directory
     beside it is renamed into place when complete); an `IterableDataset` is iterated (and so encoded) here.
@@ -299,7 +312,7 @@ def save_tokenized_dataset(dataset: Dataset | IterableDataset, output_dir: str |
     output_dir = Path(output_dir)
     check_new_output_dir(output_dir)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
-    temporary = output_dir.with_name(f".{output_dir.name}.{uuid.uuid4().hex}.tmp")
+    temporary = output_dir.with_name(f".{output_dir.name}.{uuid.uuid4().hex}{_TEMPORARY_SUFFIX}")
     try:
         if not isinstance(dataset, Dataset):
             dataset = _materialize(dataset, cache_dir=temporary / "cache")

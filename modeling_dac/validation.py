@@ -10,8 +10,13 @@ def is_integer(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def check_positive_integer(value, name: str, unit: str = "") -> int:
-    """``value`` as a Python int, or a `ValueError` naming ``name`` (and the ``unit``, e.g. ``"in Hz"``)."""
+def check_positive_integer(value, name: str, unit: str = "", whole_floats: bool = False) -> int:
+    """
+    ``value`` as a Python int, or a `ValueError` naming ``name`` (and the ``unit``, e.g. ``"in Hz"``). With
+    ``whole_floats``, a float of whole value (16000.0, as JSON or arithmetic may give a sample rate) is taken too.
+    """
+    if whole_floats and isinstance(value, numbers.Real) and not is_integer(value) and float(value).is_integer():
+        value = int(value)
     if not is_integer(value) or value < 1:
         described = f"a positive integer {unit}".rstrip()
         raise ValueError(f"`{name}` must be {described}, got {value!r}.")

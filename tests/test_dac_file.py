@@ -228,7 +228,7 @@ def test_metadata_dict_round_trip_and_field_checks():
         ("hop_length", None, "hop_length"),
         ("chunk_length", 0, "chunk_length"),
         ("loudness", float("nan"), "loudness"),
-        ("loudness", 1e308, r"loudness` must be a number of LUFS in \[-200, 20\]"),
+        ("loudness", 1e308, r"loudness` must be a number of LUFS in \[-200, 200\]"),
         ("sample_rate", 10**9, "`sample_rate` must be <= 1536000"),
         ("model_sampling_rate", 10**9, "`model_sampling_rate` must be <= 1536000"),
         ("loudness", "loud", "loudness"),

@@ -255,6 +255,12 @@ def test_other_settings_are_refused_in_the_same_output(workspace, evaluated, tmp
     shutil.copytree(evaluated[0], output)
     assert main(eval_arguments(workspace, output, *BASE_OPTIONS, "--clip-seconds", "0.5")) == 1
     assert "differs in: clip_seconds" in capsys.readouterr().err
+    # Results of earlier versions, which matched the loudness measured at the clip's own rate, are not mixed in.
+    run = json.loads((output / "run.json").read_text())
+    del run["loudness_measured_at"]
+    (output / "run.json").write_text(json.dumps(run))
+    assert main(eval_arguments(workspace, output, *BASE_OPTIONS)) == 1
+    assert "differs in: loudness_measured_at" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -139,6 +139,12 @@ def test_max_length_padding_and_truncation(extractor):
             extractor(clip, sampling_rate=SAMPLING_RATE, truncation=True, max_length=max_length)
 
 
+def test_a_sampling_rate_of_whole_float_value_is_taken(extractor):
+    expected = extractor(noise(1000), sampling_rate=SAMPLING_RATE)["input_values"]
+    for rate in (16000.0, np.float64(16000)):
+        assert torch.equal(extractor(noise(1000), sampling_rate=rate)["input_values"], expected)
+
+
 def test_wrong_sampling_rate_is_an_error(extractor):
     with pytest.raises(ValueError, match="44100 Hz but the model expects 16000 Hz.*resample=True"):
         extractor(noise(1000), sampling_rate=44100)
@@ -227,6 +233,12 @@ def test_data_collator_with_padding_batches_the_features(extractor):
     batch = DataCollatorWithPadding(extractor, pad_to_multiple_of=3)([dict(single) for single in singles])
     assert batch["input_values"].shape == (2, 1, 1920)  # 1000 samples -> a multiple of lcm(320, 3) = 960
     assert batch["padding_mask"].sum(-1).tolist() == [1000, 333]
+    labelled = [{**single, "label": label} for single, label in zip(singles, (3, 7))]  # other keys come along
+    batch = DataCollatorWithPadding(extractor)(labelled)
+    assert batch["labels"].tolist() == [3, 7] and batch["input_values"].shape == (2, 1, 1280)
+    stereo = {**extractor(noise(2, 500), sampling_rate=SAMPLING_RATE, return_tensors="np"), "label": 1}
+    with pytest.raises(ValueError, match="Entry 2 of `pad` is 2 rows .*multichannel='mean'"):
+        extractor.pad(labelled + [stereo])
 
 
 @pytest.mark.parametrize(

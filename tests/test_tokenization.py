@@ -319,10 +319,11 @@ def test_cli_on_parquet_keeps_columns_pushes_and_never_overwrites(saved_model, a
 def test_cli_writes_nothing_into_a_save_to_disk_source(saved_model, audio_dir, tmp_path, model):
     _dataset(audio_dir).save_to_disk(str(tmp_path / "source"))
     before = sorted(path.relative_to(tmp_path) for path in (tmp_path / "source").rglob("*"))
-    (tmp_path / ".out.0123abcd.tmp" / "cache").mkdir(parents=True)  # what a killed run left
+    (tmp_path / f".out.{'0123abcd' * 4}.tmp" / "cache").mkdir(parents=True)  # what a killed run left
+    (tmp_path / f".out.test.{'0123abcd' * 4}.tmp").mkdir()  # another output's save, maybe running: kept
     assert cli_main(["tokenize", str(tmp_path / "source"), str(tmp_path / "out"), "--model", str(saved_model)]) == 0
     assert sorted(path.relative_to(tmp_path) for path in (tmp_path / "source").rglob("*")) == before
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["out", "source"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == [f".out.test.{'0123abcd' * 4}.tmp", "out", "source"]
     result = datasets.load_from_disk(str(tmp_path / "out"))
     np.testing.assert_array_equal(np.array(result[2]["audio_codes"]), _expected_codes(model, _paths(audio_dir)[2]))
 

@@ -51,7 +51,13 @@ def run(args: argparse.Namespace) -> int:
     from datasets.distributed import split_dataset_by_node
 
     from ..audio_datasets import load_audio_dataset
-    from ..tokenization import check_new_output_dir, merge_tokenized_shards, save_tokenized_dataset, tokenize_dataset
+    from ..tokenization import (
+        check_new_output_dir,
+        merge_tokenized_shards,
+        remove_interrupted_saves,
+        save_tokenized_dataset,
+        tokenize_dataset,
+    )
 
     output_dir = Path(args.output_dir)
     check_new_output_dir(output_dir)  # before any work
@@ -62,8 +68,7 @@ def run(args: argparse.Namespace) -> int:
     with state.main_process_first():  # one process downloads, the others then read the cache
         if state.is_main_process:  # what an earlier run that failed or was killed left
             shutil.rmtree(work_dir, ignore_errors=True)
-            for leftover in output_dir.parent.glob(f".{output_dir.name}.*.tmp"):
-                shutil.rmtree(leftover, ignore_errors=True)
+            remove_interrupted_saves(output_dir)
         dataset = load_audio_dataset(
             args.source,
             split=args.split,
