@@ -7,6 +7,7 @@ decoded by soundfile through `modeling_dac.audio` (datasets >= 4 would otherwise
 does not load on every setup).
 """
 
+import glob
 import io
 import os
 import re
@@ -164,9 +165,11 @@ def load_audio_dataset(
             raise ValueError(f"Parquet file {source} does not exist.")
         if path.is_dir():
             by_split = _files_by_split(path, _parquet_files_under(path))
-            data_files = {split: [os.path.abspath(file) for file in files] for split, files in by_split.items()}
+            files_by_split = {split: [os.path.abspath(file) for file in files] for split, files in by_split.items()}
         else:
-            data_files = source
+            files_by_split = {"train": [os.path.abspath(source)]}
+        # Escaped: load_dataset reads data_files as glob patterns, and `[v1]` in a path is a character class.
+        data_files = {split: [glob.escape(file) for file in files] for split, files in files_by_split.items()}
         dataset = _pick_split(load_dataset("parquet", data_files=data_files, streaming=streaming), split, source)
     elif path.is_dir() or (path.is_file() and path.suffix.lower() in audio_io.AUDIO_EXTENSIONS):
         files = _pick_split(_files_by_split(path, audio_files_under(path)), split, source) if path.is_dir() else [path]

@@ -336,7 +336,7 @@ def evaluate_model(
         "match_loudness": match_loudness,
         # Where the loudness a reconstruction is matched to is measured; results of earlier versions (the clip's
         # own rate) are not mixed with these.
-        "loudness_measured_at": "model_rate",
+        "loudness_measured_at": "model_rate" if match_loudness else None,
         "metric_sampling_rate": clip_settings.metric_rate,
     }
     # Loaded first: a wrong source, split or column must not leave a run.json that refuses the corrected run.

@@ -135,8 +135,9 @@ class DacFeatureExtractor(SequenceFeatureExtractor):
         ``(rows, samples)`` or ``(rows, 1, samples)``; its ``padding_mask``, when present, marks the real samples,
         so earlier padding is dropped first. The result equals calling the extractor on the whole batch at once:
         ``input_values`` ``(batch, 1, samples)`` and ``padding_mask`` ``(batch, samples)``, with lengths rounded up
-        to a multiple of ``hop_length`` (and of ``pad_to_multiple_of`` when given). Other keys (a `label`, say) are
-        batched alongside, one value per entry, which needs every entry to be one row (mono).
+        to a multiple of ``hop_length`` (and of ``pad_to_multiple_of`` when given). Other keys (a `label`, or a
+        column `datasets.map` kept) come along, one value per row (an entry folded into several rows repeats its
+        values), as a tensor where the values make one, else as a list.
         """
         if return_tensors not in ("pt", "np"):
             raise ValueError(f"`return_tensors` must be 'pt' or 'np', got {return_tensors!r}.")
@@ -145,10 +146,11 @@ class DacFeatureExtractor(SequenceFeatureExtractor):
         if isinstance(processed_features, (list, tuple)):
             entries = list(processed_features)
         elif "input_values" in processed_features:
-            entries = [
-                {key: values[index] for key, values in processed_features.items()}
-                for index in range(len(processed_features["input_values"]))
-            ]
+            count = len(processed_features["input_values"])
+            uneven = {key: len(values) for key, values in processed_features.items() if len(values) != count}
+            if uneven:
+                raise ValueError(f"`pad` got {count} `input_values` but {uneven} values of other keys.")
+            entries = [{key: values[index] for key, values in processed_features.items()} for index in range(count)]
         else:
             raise ValueError("`pad` needs `input_values`: pass the extractor's output or a list of its outputs.")
         rows_per_entry = [self._entry_rows(entry, index) for index, entry in enumerate(entries)]
@@ -158,16 +160,15 @@ class DacFeatureExtractor(SequenceFeatureExtractor):
         for index, (entry, rows) in enumerate(zip(entries, rows_per_entry)):
             if set(entry) - set(self.model_input_names) != others.keys():
                 raise ValueError(f"Entry {index} of `pad` has keys {sorted(entry)}; entry 0 has {sorted(entries[0])}.")
-            if others and len(rows) != 1:
-                raise ValueError(
-                    f"Entry {index} of `pad` is {len(rows)} rows (a multichannel clip), so its other keys "
-                    f"{sorted(others)} would not line up with the rows: extract with multichannel='mean'."
-                )
             for key in others:
-                others[key].append(entry[key])
+                others[key].extend([entry[key]] * len(rows))
         rows = [row for entry_rows in rows_per_entry for row in entry_rows]
         features = self._padded_features(rows, padding, max_length, truncation, pad_to_multiple_of, return_tensors)
-        features.update(BatchFeature(others).convert_to_tensors(return_tensors))
+        for key, values in others.items():
+            try:
+                features[key] = BatchFeature({key: values}).convert_to_tensors(return_tensors)[key]
+            except ValueError:  # strings, ragged lists: left as they are
+                features[key] = values
         return features
 
     @staticmethod

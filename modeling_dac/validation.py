@@ -15,7 +15,8 @@ def check_positive_integer(value, name: str, unit: str = "", whole_floats: bool 
     ``value`` as a Python int, or a `ValueError` naming ``name`` (and the ``unit``, e.g. ``"in Hz"``). With
     ``whole_floats``, a float of whole value (16000.0, as JSON or arithmetic may give a sample rate) is taken too.
     """
-    if whole_floats and isinstance(value, numbers.Real) and not is_integer(value) and float(value).is_integer():
+    is_float = isinstance(value, numbers.Real) and not isinstance(value, (bool, numbers.Integral))
+    if whole_floats and is_float and float(value).is_integer():
         value = int(value)
     if not is_integer(value) or value < 1:
         described = f"a positive integer {unit}".rstrip()

@@ -261,6 +261,13 @@ def test_other_settings_are_refused_in_the_same_output(workspace, evaluated, tmp
     (output / "run.json").write_text(json.dumps(run))
     assert main(eval_arguments(workspace, output, *BASE_OPTIONS)) == 1
     assert "differs in: loudness_measured_at" in capsys.readouterr().err
+    # Without loudness matching nothing changed: such earlier results resume as they are.
+    unmatched = tmp_path / "unmatched"
+    assert main(eval_arguments(workspace, unmatched, *BASE_OPTIONS, "--no-match-loudness", "--max-clips", "1")) == 0
+    run = json.loads((unmatched / "run.json").read_text())
+    del run["loudness_measured_at"]
+    (unmatched / "run.json").write_text(json.dumps(run))
+    assert main(eval_arguments(workspace, unmatched, *BASE_OPTIONS, "--no-match-loudness", "--max-clips", "1")) == 0
 
 
 @pytest.mark.parametrize(
@@ -386,6 +393,10 @@ def test_parquet_folders_keep_the_splits_their_file_names_give(workspace, tmp_pa
     # Hidden and underscore-prefixed files are not data (datasets skips them too): the splits stay.
     dataset.to_parquet(str(tmp_path / "hub" / ".ipynb_checkpoints" / "train-00000-of-00001.parquet"))
     assert len(load_audio_dataset(str(tmp_path / "hub"), split="test")) == 1
+    # Paths are no glob patterns to datasets: `[v1]` in a folder name is kept as it is.
+    dataset.to_parquet(str(tmp_path / "pq [v1]" / "clips.parquet"))
+    assert len(load_audio_dataset(str(tmp_path / "pq [v1]"))) == 2
+    assert len(load_audio_dataset(str(tmp_path / "pq [v1]" / "clips.parquet"))) == 2
     # Sharded file names may name any split.
     hub_typed.select([1]).to_parquet(str(tmp_path / "custom" / "data" / "holdout-00000-of-00001.parquet"))
     hub_typed.select([0]).to_parquet(str(tmp_path / "custom" / "data" / "train-00000-of-00001.parquet"))

@@ -201,6 +201,7 @@ def test_bad_input_is_a_clear_error(extractor, raw_audio, message):
         ({"multichannel": "sum"}, "`multichannel` must be 'fold' or 'mean'"),
         ({"return_tensors": "tf"}, "`return_tensors` must be 'pt' or 'np'"),
         ({"sampling_rate": "16000"}, "`sampling_rate` must be a positive integer in Hz, got '16000'"),
+        ({"sampling_rate": True}, "`sampling_rate` must be a positive integer in Hz, got True"),
     ],
 )
 def test_bad_options_are_clear_errors(extractor, options, message):
@@ -236,9 +237,15 @@ def test_data_collator_with_padding_batches_the_features(extractor):
     labelled = [{**single, "label": label} for single, label in zip(singles, (3, 7))]  # other keys come along
     batch = DataCollatorWithPadding(extractor)(labelled)
     assert batch["labels"].tolist() == [3, 7] and batch["input_values"].shape == (2, 1, 1280)
+    # A folded stereo clip is two rows, each with the clip's values; what makes no tensor stays a list.
     stereo = {**extractor(noise(2, 500), sampling_rate=SAMPLING_RATE, return_tensors="np"), "label": 1}
-    with pytest.raises(ValueError, match="Entry 2 of `pad` is 2 rows .*multichannel='mean'"):
-        extractor.pad(labelled + [stereo])
+    entries = zip(labelled + [stereo], "abc", (3, 2, 1))
+    named = [{**entry, "speaker": name, "audio": [0.0] * size} for entry, name, size in entries]
+    batch = extractor.pad(named)
+    assert batch["input_values"].shape == (4, 1, 1280) and batch["label"].tolist() == [3, 7, 1, 1]
+    assert batch["speaker"] == ["a", "b", "c", "c"] and batch["audio"][3] == [0.0]
+    with pytest.raises(ValueError, match="`pad` got 2 `input_values` but \\{'label': 1\\}"):
+        extractor.pad({"input_values": [noise(10), noise(20)], "label": [0]})
 
 
 @pytest.mark.parametrize(
