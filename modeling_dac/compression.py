@@ -25,7 +25,7 @@ from .dac_file import DacFile, DacFileMetadata
 from .modeling_dac import parameter_dtype
 from .streaming import DacStreamingEncoder
 from .validation import check_positive_integer
-from .windowing import convolution_layers, inference_context, decode_long, encode_long, iter_decode_long
+from .windowing import convolution_layers, decode_long, encode_long, inference_context, iter_decode_long
 
 __all__ = ["TARGET_LOUDNESS", "compress", "compress_file", "decompress", "decompress_file"]
 

@@ -23,8 +23,8 @@ from transformers.utils import ModelOutput
 
 from .batching import is_right_padded
 from .configuration_dac import DacConfig
-from .windowing import convolution_layers
 from .weight_norm import fold_weight_norm, read_weight_norm_checkpoint
+from .windowing import convolution_layers
 
 __all__ = [
     "DacDecoderOutput",

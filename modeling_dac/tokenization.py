@@ -291,7 +291,7 @@ def check_new_output_dir(output_dir: str | os.PathLike) -> None:
 
 
 def remove_interrupted_saves(output_dir: str | os.PathLike) -> None:
-    """Remove the temporary folders that `save_tokenized_dataset` calls into ``output_dir`` left when killed."""
+    """Remove the temporary folders that `save_tokenized_dataset` left beside ``output_dir`` when it was killed."""
     output_dir = Path(output_dir)
     name = re.compile(rf"\.{re.escape(output_dir.name)}\.[0-9a-f]{{32}}{re.escape(_TEMPORARY_SUFFIX)}")
     if output_dir.parent.is_dir():
