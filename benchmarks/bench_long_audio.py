@@ -128,6 +128,8 @@ def main() -> None:
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
     print(f"# {date.today()} on {machine}, Python {platform.python_version()}, torch {torch_version()}")
     rows = []
+    if args.workdir is not None:
+        Path(args.workdir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.workdir) as workdir:
         for minutes in args.minutes:
             input_path = Path(workdir) / f"input_{minutes:g}min.wav"

@@ -120,6 +120,16 @@ def _first(items: list[str], count: int = 8) -> str:
     return f"{items[:count]}{' ...' if len(items) > count else ''}"
 
 
+def _load_failure_reason(error: Exception) -> str:
+    """torch.load's reason for refusing a file, without the advice around it to turn the safe loader off."""
+    message, marker = str(error), "WeightsUnpickler error:"
+    if marker in message:
+        reason = message.split(marker, 1)[1].split("Check the documentation", 1)[0].split(" Please use", 1)[0]
+        return " ".join(reason.split()).rstrip(".")
+    first_line = message.strip().splitlines()[0] if message.strip() else ""
+    return type(error).__name__ if not first_line or first_line.startswith("Weights only load failed") else first_line
+
+
 def _read_official_checkpoint(path: str | Path) -> tuple[dict, dict]:
     path = Path(path)
     if not path.is_file():
@@ -128,7 +138,9 @@ def _read_official_checkpoint(path: str | Path) -> tuple[dict, dict]:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises UnpicklingError, RuntimeError or EOFError depending on the damage
         raise ValueError(
-            f"{path} is not a plain DAC checkpoint (torch.load with weights_only=True refused it: {error})."
+            f"{path} is not a plain DAC checkpoint: torch.load with weights_only=True refused it "
+            f"({_load_failure_reason(error)}). Nothing in it was run; an official .pth holds only tensors and plain "
+            "containers."
         ) from error
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ValueError(f"{path} is not an official DAC checkpoint: expected a dict with a 'state_dict' entry.")

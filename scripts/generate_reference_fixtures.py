@@ -98,7 +98,13 @@ def import_official_dac():
     """Import the official package with the torchaudio stand-in on the path."""
     sys.path.insert(0, str(STUB_DIR))
     warnings.filterwarnings("ignore", message=".*weight_norm.*deprecated", category=FutureWarning)
-    import dac
+    try:
+        import dac
+    except ImportError as error:
+        raise SystemExit(
+            f"{error}: this script needs descript-audio-codec 1.0.0, installed in a separate venv as the "
+            "module docstring describes (python scripts/generate_reference_fixtures.py --help)."
+        ) from error
 
     if dac.__version__ != "1.0.0":
         raise RuntimeError(f"expected descript-audio-codec 1.0.0, found {dac.__version__}")
@@ -306,7 +312,7 @@ def verify(committed_dir: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT_DIR)
     parser.add_argument("--verify", action="store_true", help="regenerate into a temp dir and compare bytes")
     args = parser.parse_args()

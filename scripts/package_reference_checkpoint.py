@@ -111,8 +111,6 @@ def main(argv: list[str] | None = None) -> None:
         raise ValueError(f"{export} is not an exported model (no config.json): check --run_dir and --export.")
     model = DacModel.from_pretrained(export)
     series = concatenate_runs([read_scalars(run_dir / "logs") for run_dir in args.run_dir])
-    card = args.output_dir / "README.md"
-
     def write(staging: Path) -> None:
         staging.mkdir(parents=True)
         write_model_files(model, staging)
@@ -120,8 +118,11 @@ def main(argv: list[str] | None = None) -> None:
         if weights_bytes > MAX_WEIGHTS_BYTES:
             raise ValueError(f"model.safetensors is {weights_bytes / 2**20:.1f} MiB, over the 20 MiB budget.")
         write_training_curve(series, staging)
-        if card.exists():  # the hand-written model card survives a repackaging
-            shutil.copy2(card, staging / "README.md")
+        # What this script does not write (the hand-written model card, the held-out metrics plot) survives.
+        earlier = args.output_dir.iterdir() if args.output_dir.is_dir() else ()
+        for entry in earlier:
+            if entry.is_file() and not (staging / entry.name).exists():
+                shutil.copy2(entry, staging / entry.name)
 
     write_folder_atomically(args.output_dir, write)
     weights_bytes = (args.output_dir / "model.safetensors").stat().st_size

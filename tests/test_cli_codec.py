@@ -166,6 +166,9 @@ def test_eval_checks_visqol_before_loading_the_model(installed, reason, audio_tr
 def test_unloadable_model_is_a_clear_error(audio_tree, tmp_path, capsys):
     assert main(["encode", str(audio_tree), "-o", str(tmp_path / "out"), "--model", str(tmp_path / "nowhere")]) == 1
     assert "cannot load --model" in capsys.readouterr().err
+    # A mistyped relative folder looks like a hub id: the error also says no such folder exists here.
+    assert main(["encode", str(audio_tree), "-o", str(tmp_path / "out"), "--model", "no-such-model-dir"]) == 1
+    assert "(there is no local directory no-such-model-dir either)" in capsys.readouterr().err
 
 
 def test_every_model_command_defaults_to_the_reference_checkpoint(audio_tree, tmp_path, capsys):

@@ -132,12 +132,13 @@ def test_packaging_keeps_the_card_and_an_earlier_package_when_it_fails(tmp_path,
     package = tmp_path / "package"
     package.mkdir()
     (package / "README.md").write_text("hand-written card")
+    (package / "heldout_metrics_vs_bitrate.png").write_bytes(b"a plot made by dac eval")
     arguments = ["--run_dir", str(run), "--export", "averaged", "--output_dir", str(package)]
 
     packaging.main(arguments)
     assert sorted(path.name for path in package.iterdir()) == [
-        "README.md", "config.json", "model.safetensors", "preprocessor_config.json",
-        "training_curve.md", "training_curve.png",
+        "README.md", "config.json", "heldout_metrics_vs_bitrate.png", "model.safetensors",
+        "preprocessor_config.json", "training_curve.md", "training_curve.png",
     ]  # fmt: skip
     assert (package / "README.md").read_text() == "hand-written card"
     assert "| 200 | 3.500 |" in (package / "training_curve.md").read_text()

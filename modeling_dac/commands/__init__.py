@@ -79,4 +79,5 @@ def load_model(model: str | None, show_progress: bool = True):
     try:
         return DacModel.from_pretrained(model).eval()
     except OSError as error:
-        raise ValueError(f"cannot load --model {model}: {error}") from error
+        local = "" if path.exists() else f" (there is no local directory {model} either)"
+        raise ValueError(f"cannot load --model {model}{local}: {error}") from error
