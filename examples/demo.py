@@ -40,7 +40,7 @@ def untrained_fixture_model(output_dir: Path) -> DacModel:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output_dir", type=Path, default=Path("demo_output"))
+    parser.add_argument("--output_dir", "--output-dir", type=Path, default=Path("demo_output"))
     parser.add_argument("--model", help="save_pretrained directory or hub id (default: the shipped checkpoint)")
     parser.add_argument("--audio", type=Path, default=DEFAULT_AUDIO)
     args = parser.parse_args()

@@ -94,7 +94,9 @@ def train(lm: LlamaForCausalLM, sequences: list[list[int]], pad_token_id: int, s
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output-dir", default="lm_example_output", help="where the dataset and samples go")
+    parser.add_argument(
+        "--output-dir", "--output_dir", default="lm_example_output", help="where the dataset and samples go"
+    )
     parser.add_argument("--codec", default=None, help="DacModel directory or hub id (default: tiny, random weights)")
     parser.add_argument("--clips", type=int, default=8, help="clips in the synthetic dataset")
     parser.add_argument("--seconds", type=float, default=0.5, help="length of each clip")
