@@ -369,8 +369,8 @@ def _decoded_blocks(
 ) -> Iterator[np.ndarray]:
     """The decoded audio `(channels, samples)` in blocks at the original rate, `original_length` in all."""
     metadata = dac_file.metadata
-    if _official_order(metadata):  # decoded whole
-        yield decompress(model, dac_file, window_duration, batch_size, show_progress)
+    if _official_order(metadata):  # decoded whole (the file is already checked against the model)
+        yield _decode_official(model, dac_file, window_duration, batch_size, show_progress)
         return
     resampler = _StreamResampler(model.config.sampling_rate, metadata.sample_rate, metadata.channels)
     remaining = metadata.original_length
