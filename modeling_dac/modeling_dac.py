@@ -170,6 +170,67 @@ class DacResidualUnit(nn.Module):
             hidden_states = hidden_states[..., crop:-crop]
         return self.conv2(activated, hidden_states)
 
+    def forward_window(self, hidden_states: torch.Tensor, at_start: bool, at_end: bool) -> torch.Tensor:
+        """
+        The unit on a window of a longer sequence. The dilated convolution pads zeros only at the sequence's real
+        ends (`at_start`, `at_end`); on any other side the output is `conv1.padding` frames shorter than the window,
+        and equal there to the unit's output over the whole sequence.
+        """
+        padding = self.conv1.padding[0]
+        activated = self.snake1(hidden_states)
+        if at_start or at_end:
+            activated = F.pad(activated, (padding if at_start else 0, padding if at_end else 0))
+        activated = F.conv1d(activated, self.conv1.weight, self.conv1.bias, dilation=self.conv1.dilation)
+        kept_start, kept_stop = (0 if at_start else padding), hidden_states.shape[-1] - (0 if at_end else padding)
+        return self.conv2(self.snake2(activated), hidden_states[..., kept_start:kept_stop])
+
+
+# On CPU, inference runs the residual units of long sequences tile by tile along time, so that the activations
+# between their layers stay in cache instead of going through memory: about x1.3 end to end on 10 s of audio at
+# 44.1 kHz, and bit-identical (docs/benchmarks.md, "Time tiles").
+TIME_TILE_FRAMES = 4096
+
+
+def _runs_in_time_tiles(hidden_states: torch.Tensor) -> bool:
+    return (
+        hidden_states.device.type == "cpu"
+        and not torch.is_grad_enabled()
+        and not torch.compiler.is_compiling()
+        and hidden_states.shape[-1] > 2 * TIME_TILE_FRAMES
+    )
+
+
+def _residual_units_in_time_tiles(
+    units: tuple[DacResidualUnit, ...], hidden_states: torch.Tensor, activation: nn.Module | None = None
+) -> torch.Tensor:
+    """
+    `units` one after the other, then `activation`, over `TIME_TILE_FRAMES` output frames at a time. Each tile
+    reads its input with a margin of the units' summed padding on each side (less where the sequence ends), so
+    the result equals the untiled one. The last tile ends at the sequence's end and overlaps the one before, so
+    that all tiles have one length.
+    """
+    length = hidden_states.shape[-1]
+    margin = sum(unit.conv1.padding[0] for unit in units)
+    output = None
+    # A weight-norm model computes each weight once, not once per tile.
+    with parametrize.cached():
+        for start in [*range(0, length - TIME_TILE_FRAMES, TIME_TILE_FRAMES), length - TIME_TILE_FRAMES]:
+            stop = start + TIME_TILE_FRAMES
+            window_start, window_stop = max(0, start - margin), min(length, stop + margin)
+            at_start, at_end = window_start == 0, window_stop == length
+            window = hidden_states[..., window_start:window_stop]
+            for unit in units:
+                window = unit.forward_window(window, at_start, at_end)
+            # The units shrank the window by `margin` on each side that is not a sequence end.
+            first = window_start if at_start else window_start + margin
+            window = window[..., start - first : stop - first]
+            if activation is not None:
+                window = activation(window)
+            if output is None:
+                output = window.new_empty(*window.shape[:-1], length)
+            output[..., start:stop] = window
+    return output
+
 
 class DacEncoderBlock(nn.Module):
     """Three residual units at `channels // 2`, then a strided convolution up to `channels`."""
@@ -185,6 +246,9 @@ class DacEncoderBlock(nn.Module):
         )
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        if _runs_in_time_tiles(hidden_states):
+            units = (self.res_unit1, self.res_unit2, self.res_unit3)
+            return self.conv1(_residual_units_in_time_tiles(units, hidden_states, self.snake1))
         hidden_states = self.res_unit3(self.res_unit2(self.res_unit1(hidden_states)))
         return self.conv1(self.snake1(hidden_states))
 
@@ -204,6 +268,8 @@ class DacDecoderBlock(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         hidden_states = self.conv_t1(self.snake1(hidden_states))
+        if _runs_in_time_tiles(hidden_states):
+            return _residual_units_in_time_tiles((self.res_unit1, self.res_unit2, self.res_unit3), hidden_states)
         return self.res_unit3(self.res_unit2(self.res_unit1(hidden_states)))
 
 

@@ -17,6 +17,7 @@ import torch
 
 from docs_examples import REPO, run_markdown_examples
 from modeling_dac import DacConfig, DacModel
+from modeling_dac import modeling_dac
 from modeling_dac.modeling_dac import DacResidualUnit, DacSnake1d
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
@@ -88,6 +89,95 @@ def test_residual_unit_under_bf16_autocast_keeps_an_fp32_skip_path():
         output = unit(hidden_states)
     # bf16 convolution output + fp32 input promotes to fp32, as in the official formula.
     assert output.dtype == torch.float32
+
+
+def residual_units(channels: int = 6, seed: int = 7) -> tuple[DacResidualUnit, ...]:
+    torch.manual_seed(seed)
+    units = tuple(DacResidualUnit(channels, dilation) for dilation in (1, 3, 9))
+    for unit in units:
+        with torch.no_grad():
+            unit.snake1.alpha.uniform_(0.3, 3.0)
+            unit.snake2.alpha.uniform_(0.3, 3.0)
+    return units
+
+
+class WindowCounter:
+    """Counts `DacResidualUnit.forward_window` calls, so a test knows the tiled path ran."""
+
+    def __init__(self, monkeypatch):
+        self.calls = 0
+        original = DacResidualUnit.forward_window
+
+        def counted(unit, *args):
+            self.calls += 1
+            return original(unit, *args)
+
+        monkeypatch.setattr(DacResidualUnit, "forward_window", counted)
+
+
+# Tiles of 16 frames (below the 39-frame margin of three units) and 48, on short input: many tiles, and every
+# way a tile and its margins can meet the sequence's ends.
+@pytest.mark.parametrize("tile", [16, 48])
+@pytest.mark.parametrize("extra", [1, 2, 38, 39, 40, 47, 48, 49, 100, 137])
+def test_time_tiles_compute_the_residual_units_exactly_at_every_tile_boundary(monkeypatch, tile, extra):
+    monkeypatch.setattr(modeling_dac, "TIME_TILE_FRAMES", tile)
+    counter = WindowCounter(monkeypatch)
+    units = residual_units()
+    snake = DacSnake1d(6)
+    hidden_states = torch.randn(2, 6, 2 * tile + extra)
+    kept = hidden_states.clone()
+    with torch.inference_mode():
+        assert modeling_dac._runs_in_time_tiles(hidden_states)
+        expected = snake(units[2](units[1](units[0](hidden_states))))
+        tiled = modeling_dac._residual_units_in_time_tiles(units, hidden_states, snake)
+    assert counter.calls >= 2 * 3  # two tiles or more, three units each
+    assert torch.equal(hidden_states, kept)
+    torch.testing.assert_close(tiled, expected, rtol=0, atol=1e-6)
+
+
+def test_time_tiles_leave_the_model_outputs_unchanged(monkeypatch):
+    model = small_model(seed=8)
+    audio = torch.randn(2, 1, 5000) * 0.3
+    with torch.inference_mode():
+        expected = model(audio)
+        monkeypatch.setattr(modeling_dac, "TIME_TILE_FRAMES", 64)
+        counter = WindowCounter(monkeypatch)
+        tiled = model(audio)
+    assert counter.calls > 0
+    assert torch.equal(tiled.audio_codes, expected.audio_codes)
+    torch.testing.assert_close(tiled.audio_values, expected.audio_values, rtol=0, atol=1e-6)
+
+
+def test_time_tiles_are_for_cpu_inference_only(monkeypatch):
+    monkeypatch.setattr(modeling_dac, "TIME_TILE_FRAMES", 64)
+    long_enough = torch.randn(1, 6, 200)
+    with torch.inference_mode():
+        assert modeling_dac._runs_in_time_tiles(long_enough)
+        assert not modeling_dac._runs_in_time_tiles(long_enough[..., :128])  # two tiles or less: one pass
+        assert not modeling_dac._runs_in_time_tiles(long_enough.to("meta"))
+    assert not modeling_dac._runs_in_time_tiles(long_enough)  # autograd: training keeps the official path
+    counter = WindowCounter(monkeypatch)
+    model = small_model(seed=9)
+    model(torch.randn(1, 1, 4096) * 0.3).loss.backward()
+    assert counter.calls == 0
+
+
+def test_time_tiles_of_a_weight_norm_model_and_under_bf16_autocast(monkeypatch):
+    monkeypatch.setattr(modeling_dac, "TIME_TILE_FRAMES", 48)
+    units = residual_units(seed=10)
+    for unit in units:
+        torch.nn.utils.parametrizations.weight_norm(unit.conv1)
+    hidden_states = torch.randn(1, 6, 300)
+    with torch.no_grad():
+        expected = units[2](units[1](units[0](hidden_states)))
+        tiled = modeling_dac._residual_units_in_time_tiles(units, hidden_states)
+        torch.testing.assert_close(tiled, expected, rtol=0, atol=1e-6)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            expected = units[2](units[1](units[0](hidden_states)))
+            tiled = modeling_dac._residual_units_in_time_tiles(units, hidden_states)
+    # bf16 products onto the fp32 skip path, as untiled; bf16 rounding differs between the tile shapes.
+    assert tiled.dtype == expected.dtype == torch.float32
+    torch.testing.assert_close(tiled, expected, rtol=0.02, atol=0.02)
 
 
 def test_model_outputs_agree_across_autograd_modes():
