@@ -185,50 +185,95 @@ class DacResidualUnit(nn.Module):
         return self.conv2(self.snake2(activated), hidden_states[..., kept_start:kept_stop])
 
 
+class DacTransposedConv1d(nn.ConvTranspose1d):
+    """The decoder's upsampling convolution: kernel twice the stride. It can also compute a window of its output."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int):
+        super().__init__(
+            in_channels, out_channels, kernel_size=2 * stride, stride=stride, padding=math.ceil(stride / 2)
+        )
+
+    def polyphase_parameters(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """
+        Weight and bias of the same layer as a 2-tap, stride-1 convolution to `stride * out_channels` channels:
+        output frame `q * stride + phase - padding` is tap `phase` of the kernel applied to input frame `q` plus
+        tap `stride + phase` applied to input frame `q - 1`. Channel `channel * stride + phase` holds that phase.
+        """
+        in_channels, out_channels, _ = self.weight.shape
+        stride = self.stride[0]
+        weight = self.weight.view(in_channels, out_channels, 2, stride).flip(2)
+        weight = weight.permute(1, 3, 0, 2).reshape(out_channels * stride, in_channels, 2)
+        return weight, self.bias.repeat_interleave(stride)
+
+    def output_length(self, input_length: int) -> int:
+        return (input_length + 1) * self.stride[0] - 2 * self.padding[0]
+
+    def forward_window(
+        self, hidden_states: torch.Tensor, start: int, stop: int, polyphase: tuple[torch.Tensor, torch.Tensor]
+    ) -> torch.Tensor:
+        """
+        Output frames `start:stop` of `forward(hidden_states)`, computed from the input frames they need only, by
+        the 2-tap convolution of `polyphase_parameters()` (equal up to float rounding).
+        """
+        stride, padding, input_length = self.stride[0], self.padding[0], hidden_states.shape[-1]
+        first_frame, last_frame = (start + padding) // stride, (stop - 1 + padding) // stride
+        read_start, read_stop = first_frame - 1, last_frame + 1  # the taps read frames q - 1 and q
+        window = hidden_states[..., max(0, read_start) : min(input_length, read_stop)]
+        if read_start < 0 or read_stop > input_length:  # no input there: zeros
+            window = F.pad(window, (max(0, -read_start), max(0, read_stop - input_length)))
+        phases = F.conv1d(window, *polyphase)
+        batch_size, channels, frames = phases.shape
+        upsampled = phases.view(batch_size, channels // stride, stride, frames).transpose(2, 3)
+        upsampled = upsampled.reshape(batch_size, channels // stride, frames * stride)
+        offset = first_frame * stride - padding  # the output frame `upsampled` begins with
+        return upsampled[..., start - offset : stop - offset]
+
+
 # On CPU, inference runs the residual units of long sequences tile by tile along time, so that the activations
-# between their layers stay in cache instead of going through memory: about x1.3 end to end on 10 s of audio at
-# 44.1 kHz, and bit-identical (docs/benchmarks.md, "Time tiles").
+# between their layers stay in cache instead of going through memory (docs/benchmarks.md, "Time tiles").
 TIME_TILE_FRAMES = 4096
 
 
-def _runs_in_time_tiles(hidden_states: torch.Tensor) -> bool:
+def _runs_in_time_tiles(hidden_states: torch.Tensor, length: int | None = None) -> bool:
+    """Whether a block tiles: CPU inference outside `torch.compile`, on over two tiles (`length`, else the input's)."""
     return (
         hidden_states.device.type == "cpu"
         and not torch.is_grad_enabled()
         and not torch.compiler.is_compiling()
-        and hidden_states.shape[-1] > 2 * TIME_TILE_FRAMES
+        and (hidden_states.shape[-1] if length is None else length) > 2 * TIME_TILE_FRAMES
     )
 
 
 def _residual_units_in_time_tiles(
-    units: tuple[DacResidualUnit, ...], hidden_states: torch.Tensor, activation: nn.Module | None = None
+    units: tuple[DacResidualUnit, ...],
+    read_window,
+    length: int,
+    activation: nn.Module | None = None,
 ) -> torch.Tensor:
     """
-    `units` one after the other, then `activation`, over `TIME_TILE_FRAMES` output frames at a time. Each tile
-    reads its input with a margin of the units' summed padding on each side (less where the sequence ends), so
-    the result equals the untiled one. The last tile ends at the sequence's end and overlaps the one before, so
-    that all tiles have one length.
+    `units` one after the other, then `activation`, on a sequence of `length` frames whose frames `start:stop`
+    `read_window(start, stop)` returns; `TIME_TILE_FRAMES` output frames at a time. Each tile reads its input
+    with a margin of the units' summed padding on each side (less where the sequence ends), so the result
+    equals the untiled one. The last tile ends at the sequence's end and overlaps the one before, so that all
+    tiles have one length.
     """
-    length = hidden_states.shape[-1]
     margin = sum(unit.conv1.padding[0] for unit in units)
     output = None
-    # A weight-norm model computes each weight once, not once per tile.
-    with parametrize.cached():
-        for start in [*range(0, length - TIME_TILE_FRAMES, TIME_TILE_FRAMES), length - TIME_TILE_FRAMES]:
-            stop = start + TIME_TILE_FRAMES
-            window_start, window_stop = max(0, start - margin), min(length, stop + margin)
-            at_start, at_end = window_start == 0, window_stop == length
-            window = hidden_states[..., window_start:window_stop]
-            for unit in units:
-                window = unit.forward_window(window, at_start, at_end)
-            # The units shrank the window by `margin` on each side that is not a sequence end.
-            first = window_start if at_start else window_start + margin
-            window = window[..., start - first : stop - first]
-            if activation is not None:
-                window = activation(window)
-            if output is None:
-                output = window.new_empty(*window.shape[:-1], length)
-            output[..., start:stop] = window
+    for start in [*range(0, length - TIME_TILE_FRAMES, TIME_TILE_FRAMES), length - TIME_TILE_FRAMES]:
+        stop = start + TIME_TILE_FRAMES
+        window_start, window_stop = max(0, start - margin), min(length, stop + margin)
+        at_start, at_end = window_start == 0, window_stop == length
+        window = read_window(window_start, window_stop)
+        for unit in units:
+            window = unit.forward_window(window, at_start, at_end)
+        # The units shrank the window by `margin` on each side that is not a sequence end.
+        first = window_start if at_start else window_start + margin
+        window = window[..., start - first : stop - first]
+        if activation is not None:
+            window = activation(window)
+        if output is None:
+            output = window.new_empty(*window.shape[:-1], length)
+        output[..., start:stop] = window
     return output
 
 
@@ -246,9 +291,14 @@ class DacEncoderBlock(nn.Module):
         )
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        units = (self.res_unit1, self.res_unit2, self.res_unit3)
         if _runs_in_time_tiles(hidden_states):
-            units = (self.res_unit1, self.res_unit2, self.res_unit3)
-            return self.conv1(_residual_units_in_time_tiles(units, hidden_states, self.snake1))
+            # A weight-norm model computes each weight once, not once per tile.
+            with parametrize.cached():
+                activated = _residual_units_in_time_tiles(
+                    units, lambda start, stop: hidden_states[..., start:stop], hidden_states.shape[-1], self.snake1
+                )
+                return self.conv1(activated)
         hidden_states = self.res_unit3(self.res_unit2(self.res_unit1(hidden_states)))
         return self.conv1(self.snake1(hidden_states))
 
@@ -259,18 +309,23 @@ class DacDecoderBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, stride: int):
         super().__init__()
         self.snake1 = DacSnake1d(in_channels)
-        self.conv_t1 = nn.ConvTranspose1d(
-            in_channels, out_channels, kernel_size=2 * stride, stride=stride, padding=math.ceil(stride / 2)
-        )
+        self.conv_t1 = DacTransposedConv1d(in_channels, out_channels, stride)
         self.res_unit1 = DacResidualUnit(out_channels, dilation=1)
         self.res_unit2 = DacResidualUnit(out_channels, dilation=3)
         self.res_unit3 = DacResidualUnit(out_channels, dilation=9)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        hidden_states = self.conv_t1(self.snake1(hidden_states))
-        if _runs_in_time_tiles(hidden_states):
-            return _residual_units_in_time_tiles((self.res_unit1, self.res_unit2, self.res_unit3), hidden_states)
-        return self.res_unit3(self.res_unit2(self.res_unit1(hidden_states)))
+        activated = self.snake1(hidden_states)
+        units = (self.res_unit1, self.res_unit2, self.res_unit3)
+        length = self.conv_t1.output_length(activated.shape[-1])
+        if _runs_in_time_tiles(activated, length):
+            # Each tile upsamples only the frames it needs: the full-rate output of `conv_t1` never goes to memory.
+            with parametrize.cached():
+                polyphase = self.conv_t1.polyphase_parameters()
+                return _residual_units_in_time_tiles(
+                    units, lambda start, stop: self.conv_t1.forward_window(activated, start, stop, polyphase), length
+                )
+        return self.res_unit3(self.res_unit2(self.res_unit1(self.conv_t1(activated))))
 
 
 class DacEncoder(nn.Module):

@@ -101,6 +101,12 @@ def residual_units(channels: int = 6, seed: int = 7) -> tuple[DacResidualUnit, .
     return units
 
 
+def tiled_units(units, hidden_states, activation=None):
+    return modeling_dac._residual_units_in_time_tiles(
+        units, lambda start, stop: hidden_states[..., start:stop], hidden_states.shape[-1], activation
+    )
+
+
 class WindowCounter:
     """Counts `DacResidualUnit.forward_window` calls, so a test knows the tiled path ran."""
 
@@ -129,14 +135,32 @@ def test_time_tiles_compute_the_residual_units_exactly_at_every_tile_boundary(mo
     with torch.inference_mode():
         assert modeling_dac._runs_in_time_tiles(hidden_states)
         expected = snake(units[2](units[1](units[0](hidden_states))))
-        tiled = modeling_dac._residual_units_in_time_tiles(units, hidden_states, snake)
+        tiled = tiled_units(units, hidden_states, snake)
     assert counter.calls >= 2 * 3  # two tiles or more, three units each
     assert torch.equal(hidden_states, kept)
     torch.testing.assert_close(tiled, expected, rtol=0, atol=1e-6)
 
 
-def test_time_tiles_leave_the_model_outputs_unchanged(monkeypatch):
-    model = small_model(seed=8)
+@pytest.mark.parametrize("stride", [1, 2, 3, 4, 5, 8])
+def test_transposed_convolution_computes_any_window_of_its_output(stride):
+    torch.manual_seed(stride)
+    layer = modeling_dac.DacTransposedConv1d(6, 4, stride)
+    hidden_states = torch.randn(2, 6, 11)
+    with torch.inference_mode():
+        expected = layer(hidden_states)
+        polyphase = layer.polyphase_parameters()
+        assert layer.output_length(11) == expected.shape[-1]
+        for start in range(expected.shape[-1]):
+            for stop in range(start + 1, expected.shape[-1] + 1):
+                window = layer.forward_window(hidden_states, start, stop, polyphase)
+                torch.testing.assert_close(window, expected[..., start:stop], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "strides", [{}, dict(downsampling_ratios=[2, 3, 5], upsampling_ratios=[5, 3, 2], hop_length=30)]
+)
+def test_time_tiles_leave_the_model_outputs_unchanged(monkeypatch, strides):
+    model = small_model(seed=8, **strides)
     audio = torch.randn(2, 1, 5000) * 0.3
     with torch.inference_mode():
         expected = model(audio)
@@ -163,21 +187,24 @@ def test_time_tiles_are_for_cpu_inference_only(monkeypatch):
 
 
 def test_time_tiles_of_a_weight_norm_model_and_under_bf16_autocast(monkeypatch):
-    monkeypatch.setattr(modeling_dac, "TIME_TILE_FRAMES", 48)
-    units = residual_units(seed=10)
-    for unit in units:
-        torch.nn.utils.parametrizations.weight_norm(unit.conv1)
-    hidden_states = torch.randn(1, 6, 300)
+    model = small_model(seed=10)
+    model.apply_weight_norm()
+    audio = torch.randn(1, 1, 3000) * 0.3
     with torch.no_grad():
-        expected = units[2](units[1](units[0](hidden_states)))
-        tiled = modeling_dac._residual_units_in_time_tiles(units, hidden_states)
-        torch.testing.assert_close(tiled, expected, rtol=0, atol=1e-6)
+        expected = model(audio)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            expected = units[2](units[1](units[0](hidden_states)))
-            tiled = modeling_dac._residual_units_in_time_tiles(units, hidden_states)
+            expected_autocast = model(audio)
+        monkeypatch.setattr(modeling_dac, "TIME_TILE_FRAMES", 48)
+        counter = WindowCounter(monkeypatch)
+        tiled = model(audio)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            tiled_autocast = model(audio)
+    assert counter.calls > 0
+    assert torch.equal(tiled.audio_codes, expected.audio_codes)
+    torch.testing.assert_close(tiled.audio_values, expected.audio_values, rtol=0, atol=1e-6)
     # bf16 products onto the fp32 skip path, as untiled; bf16 rounding differs between the tile shapes.
-    assert tiled.dtype == expected.dtype == torch.float32
-    torch.testing.assert_close(tiled, expected, rtol=0.02, atol=0.02)
+    assert tiled_autocast.audio_values.dtype == expected_autocast.audio_values.dtype
+    torch.testing.assert_close(tiled_autocast.audio_values, expected_autocast.audio_values, rtol=0, atol=0.05)
 
 
 def test_model_outputs_agree_across_autograd_modes():
