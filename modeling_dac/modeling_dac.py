@@ -10,6 +10,7 @@ behaviour is fixed and the fix documented on the method concerned.
 import contextlib
 import math
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -246,7 +247,7 @@ def _runs_in_time_tiles(hidden_states: torch.Tensor, length: int | None = None) 
 
 def _residual_units_in_time_tiles(
     units: tuple[DacResidualUnit, ...],
-    read_window,
+    read_window: Callable[[int, int], torch.Tensor],
     length: int,
     activation: nn.Module | None = None,
 ) -> torch.Tensor:

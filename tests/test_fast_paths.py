@@ -401,8 +401,10 @@ def test_fast_inference_page_examples_run(monkeypatch):
     monkeypatch.setattr(
         DacModel, "compile_for_inference", lambda self, **options: compile_for_inference(self, backend="aot_eager")
     )
+    monkeypatch.setattr(modeling_dac, "TIME_TILE_FRAMES", modeling_dac.TIME_TILE_FRAMES)  # the page sets it
     monkeypatch.chdir(REPO)
     namespace = run_markdown_examples(REPO / "docs" / "fast_inference.md")
+    assert torch.equal(namespace["tiled"], namespace["untiled"])
     assert namespace["changed"] < 0.2
     assert next(namespace["model_bf16"].decoder.parameters()).dtype == torch.bfloat16
 
