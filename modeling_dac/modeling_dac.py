@@ -235,10 +235,17 @@ class DacTransposedConv1d(nn.ConvTranspose1d):
 TIME_TILE_FRAMES = 4096
 
 
-def _runs_in_time_tiles(hidden_states: torch.Tensor, length: int | None = None) -> bool:
-    """Whether a block tiles: CPU inference outside `torch.compile`, on over two tiles (`length`, else the input's)."""
+def _runs_in_time_tiles(
+    hidden_states: torch.Tensor, units: tuple[DacResidualUnit, ...], length: int | None = None
+) -> bool:
+    """
+    Whether a block tiles: CPU inference outside `torch.compile`, on over two tiles (`length`, else the input's),
+    with units that keep the length. Decoding official files made without padding sets the padding to 0, and
+    each unit then crops its input instead.
+    """
     return (
-        hidden_states.device.type == "cpu"
+        all(unit.conv1.padding[0] == 3 * unit.conv1.dilation[0] for unit in units)
+        and hidden_states.device.type == "cpu"
         and not torch.is_grad_enabled()
         and not torch.compiler.is_compiling()
         and (hidden_states.shape[-1] if length is None else length) > 2 * TIME_TILE_FRAMES
@@ -293,7 +300,7 @@ class DacEncoderBlock(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         units = (self.res_unit1, self.res_unit2, self.res_unit3)
-        if _runs_in_time_tiles(hidden_states):
+        if _runs_in_time_tiles(hidden_states, units):
             # A weight-norm model computes each weight once, not once per tile.
             with parametrize.cached():
                 activated = _residual_units_in_time_tiles(
@@ -319,7 +326,7 @@ class DacDecoderBlock(nn.Module):
         activated = self.snake1(hidden_states)
         units = (self.res_unit1, self.res_unit2, self.res_unit3)
         length = self.conv_t1.output_length(activated.shape[-1])
-        if _runs_in_time_tiles(activated, length):
+        if _runs_in_time_tiles(activated, units, length):
             # Each tile upsamples only the frames it needs: the full-rate output of `conv_t1` never goes to memory.
             with parametrize.cached():
                 polyphase = self.conv_t1.polyphase_parameters()

@@ -9,7 +9,7 @@ import soundfile
 import torch
 
 from docs_examples import REPO, run_markdown_examples
-from modeling_dac import DacConfig, DacFile, DacModel
+from modeling_dac import DacConfig, DacFile, DacModel, modeling_dac
 from modeling_dac.audio import AUDIO_EXTENSIONS, LoudnessMeter, integrated_loudness, resample
 from modeling_dac.compression import TARGET_LOUDNESS, compress, compress_file, decompress, decompress_file
 from modeling_dac.dac_file import DacFileMetadata
@@ -321,6 +321,17 @@ def test_official_chunked_files_decode_chunk_by_chunk_without_padding():
     ])  # fmt: skip
     assert errors.max(dim=1).values.min() < 1e-5
     assert pieces[0].abs().max() > 0.05
+
+
+def test_official_chunked_files_decode_the_same_when_blocks_are_long_enough_to_tile(monkeypatch):
+    # Files made without padding decode with the padding set to 0, where the residual units crop instead of
+    # keeping the length; small tiles make the last block (7024 frames per chunk) long enough to tile.
+    model = random_model("44khz", n_codebooks=9)
+    codes = whole_encode(model, torch.from_numpy(music_like(1, 90 * 512, 44100)))
+    file = official_file(codes, 30, 20000, loudness=None)
+    expected = decompress(model, file)
+    monkeypatch.setattr(modeling_dac, "TIME_TILE_FRAMES", 48)
+    np.testing.assert_array_equal(decompress(model, file), expected)
 
 
 def test_official_chunked_files_restore_the_stored_loudness():

@@ -133,7 +133,7 @@ def test_time_tiles_compute_the_residual_units_exactly_at_every_tile_boundary(mo
     hidden_states = torch.randn(2, 6, 2 * tile + extra)
     kept = hidden_states.clone()
     with torch.inference_mode():
-        assert modeling_dac._runs_in_time_tiles(hidden_states)
+        assert modeling_dac._runs_in_time_tiles(hidden_states, units)
         expected = snake(units[2](units[1](units[0](hidden_states))))
         tiled = tiled_units(units, hidden_states, snake)
     assert counter.calls >= 2 * 3  # two tiles or more, three units each
@@ -175,11 +175,15 @@ def test_time_tiles_leave_the_model_outputs_unchanged(monkeypatch, strides):
 def test_time_tiles_are_for_cpu_inference_only(monkeypatch):
     monkeypatch.setattr(modeling_dac, "TIME_TILE_FRAMES", 64)
     long_enough = torch.randn(1, 6, 200)
+    units = residual_units()
     with torch.inference_mode():
-        assert modeling_dac._runs_in_time_tiles(long_enough)
-        assert not modeling_dac._runs_in_time_tiles(long_enough[..., :128])  # two tiles or less: one pass
-        assert not modeling_dac._runs_in_time_tiles(long_enough.to("meta"))
-    assert not modeling_dac._runs_in_time_tiles(long_enough)  # autograd: training keeps the official path
+        assert modeling_dac._runs_in_time_tiles(long_enough, units)
+        assert not modeling_dac._runs_in_time_tiles(long_enough[..., :128], units)  # two tiles or less: one pass
+        assert not modeling_dac._runs_in_time_tiles(long_enough.to("meta"), units)
+        units[1].conv1.padding = (0,)  # as when decoding an official file made without padding: the unit crops
+        assert not modeling_dac._runs_in_time_tiles(long_enough, units)
+        units[1].conv1.padding = (9,)
+    assert not modeling_dac._runs_in_time_tiles(long_enough, units)  # autograd: training keeps the official path
     counter = WindowCounter(monkeypatch)
     model = small_model(seed=9)
     model(torch.randn(1, 1, 4096) * 0.3).loss.backward()
