@@ -171,11 +171,17 @@ class DacResidualUnit(nn.Module):
             hidden_states = hidden_states[..., crop:-crop]
         return self.conv2(activated, hidden_states)
 
+    @property
+    def keeps_length(self) -> bool:
+        """Whether the dilated convolution's padding makes the output as long as the input (it does unless changed:
+        decoding official files made without padding sets it to 0, and the unit then crops its input)."""
+        return 2 * self.conv1.padding[0] == self.conv1.dilation[0] * (self.conv1.kernel_size[0] - 1)
+
     def forward_window(self, hidden_states: torch.Tensor, at_start: bool, at_end: bool) -> torch.Tensor:
         """
-        The unit on a window of a longer sequence. The dilated convolution pads zeros only at the sequence's real
-        ends (`at_start`, `at_end`); on any other side the output is `conv1.padding` frames shorter than the window,
-        and equal there to the unit's output over the whole sequence.
+        The unit on a window of a longer sequence, for a unit that `keeps_length`. The dilated convolution pads
+        zeros only at the sequence's real ends (`at_start`, `at_end`); on any other side the output is
+        `conv1.padding` frames shorter than the window, and equal there to the unit's output over the whole sequence.
         """
         padding = self.conv1.padding[0]
         activated = self.snake1(hidden_states)
@@ -240,11 +246,10 @@ def _runs_in_time_tiles(
 ) -> bool:
     """
     Whether a block tiles: CPU inference outside `torch.compile`, on over two tiles (`length`, else the input's),
-    with units that keep the length. Decoding official files made without padding sets the padding to 0, and
-    each unit then crops its input instead.
+    with units that keep the length.
     """
     return (
-        all(unit.conv1.padding[0] == 3 * unit.conv1.dilation[0] for unit in units)
+        all(unit.keeps_length for unit in units)
         and hidden_states.device.type == "cpu"
         and not torch.is_grad_enabled()
         and not torch.compiler.is_compiling()
