@@ -122,14 +122,16 @@ class DacSnake1d(nn.Module):
         super().__init__()
         self.alpha = nn.Parameter(torch.ones(1, channels, 1))
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled() and (hidden_states.requires_grad or self.alpha.requires_grad):
-            return hidden_states + (self.alpha + 1e-9).reciprocal() * torch.sin(self.alpha * hidden_states).pow(2)
+    def forward(self, hidden_states: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
+        """`hidden_states` is `(batch, channels, frames)`, or `(batch, frames, channels)` with `channels_last`."""
+        alpha = self.alpha.view(1, 1, -1) if channels_last else self.alpha
+        if torch.is_grad_enabled() and (hidden_states.requires_grad or alpha.requires_grad):
+            return hidden_states + (alpha + 1e-9).reciprocal() * torch.sin(alpha * hidden_states).pow(2)
         # Without autograd: the same operations in the same order (so bit-identical results), done in place in
         # one new buffer instead of five. On CPU every large new tensor costs page faults, so this is ~3x faster.
-        snake = hidden_states * self.alpha
+        snake = hidden_states * alpha
         snake.sin_().square_()
-        return snake.mul_((self.alpha + 1e-9).reciprocal()).add_(hidden_states)
+        return snake.mul_((alpha + 1e-9).reciprocal()).add_(hidden_states)
 
 
 class DacPointwiseConv1d(nn.Conv1d):
@@ -177,19 +179,29 @@ class DacResidualUnit(nn.Module):
         decoding official files made without padding sets it to 0, and the unit then crops its input)."""
         return 2 * self.conv1.padding[0] == self.conv1.dilation[0] * (self.conv1.kernel_size[0] - 1)
 
-    def forward_window(self, hidden_states: torch.Tensor, at_start: bool, at_end: bool) -> torch.Tensor:
+    def channels_last_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two convolutions' weights for `forward_window`, as channels-last images (see `_channels_last_image`)."""
+        return _channels_last_image(self.conv1.weight), _channels_last_image(self.conv2.weight)
+
+    def forward_window(
+        self, hidden_states: torch.Tensor, at_start: bool, at_end: bool, weights: tuple[torch.Tensor, torch.Tensor]
+    ) -> torch.Tensor:
         """
-        The unit on a window of a longer sequence, for a unit that `keeps_length`. The dilated convolution pads
-        zeros only at the sequence's real ends (`at_start`, `at_end`); on any other side the output is
-        `conv1.padding` frames shorter than the window, and equal there to the unit's output over the whole sequence.
+        The unit on a window `(batch, frames, channels)` of a longer sequence, for a unit that `keeps_length`, with
+        `weights` from `channels_last_weights()`. The dilated convolution pads zeros only at the sequence's real
+        ends (`at_start`, `at_end`); on any other side the output is `conv1.padding` frames shorter than the
+        window, and equal there (up to float rounding) to the unit's output over the whole sequence.
         """
         padding = self.conv1.padding[0]
-        activated = self.snake1(hidden_states)
+        activated = self.snake1(hidden_states, channels_last=True)
         if at_start or at_end:
-            activated = F.pad(activated, (padding if at_start else 0, padding if at_end else 0))
-        activated = F.conv1d(activated, self.conv1.weight, self.conv1.bias, dilation=self.conv1.dilation)
-        kept_start, kept_stop = (0 if at_start else padding), hidden_states.shape[-1] - (0 if at_end else padding)
-        return self.conv2(self.snake2(activated), hidden_states[..., kept_start:kept_stop])
+            activated = F.pad(activated, (0, 0, padding if at_start else 0, padding if at_end else 0))
+        activated = _channels_last_conv(activated, weights[0], self.conv1.bias, dilation=self.conv1.dilation[0])
+        activated = _channels_last_conv(self.snake2(activated, channels_last=True), weights[1], self.conv2.bias)
+        kept_start, kept_stop = (0 if at_start else padding), hidden_states.shape[1] - (0 if at_end else padding)
+        residual = hidden_states[:, kept_start:kept_stop]
+        # Under autocast the bf16 product is added onto the fp32 skip path, in fp32, as the untiled path does.
+        return activated.add_(residual) if activated.dtype == residual.dtype else residual + activated
 
 
 class DacTransposedConv1d(nn.ConvTranspose1d):
@@ -202,15 +214,17 @@ class DacTransposedConv1d(nn.ConvTranspose1d):
 
     def polyphase_parameters(self) -> tuple[torch.Tensor, torch.Tensor]:
         """
-        Weight and bias of the same layer as a 2-tap, stride-1 convolution to `stride * out_channels` channels:
-        output frame `q * stride + phase - padding` is tap `phase` of the kernel applied to input frame `q` plus
-        tap `stride + phase` applied to input frame `q - 1`. Channel `channel * stride + phase` holds that phase.
+        Weight (a channels-last image, see `_channels_last_image`) and bias of the same layer as a 2-tap, stride-1
+        convolution to `stride * out_channels` channels: output frame `q * stride + phase - padding` is tap `phase`
+        of the kernel applied to input frame `q` plus tap `stride + phase` applied to input frame `q - 1`. Channel
+        `phase * out_channels + channel` holds that phase, so that the phases of a frame lie side by side in a
+        channels-last sequence.
         """
         in_channels, out_channels, _ = self.weight.shape
         stride = self.stride[0]
         weight = self.weight.view(in_channels, out_channels, 2, stride).flip(2)
-        weight = weight.permute(1, 3, 0, 2).reshape(out_channels * stride, in_channels, 2)
-        return weight, self.bias.repeat_interleave(stride)
+        weight = weight.permute(3, 1, 0, 2).reshape(stride * out_channels, in_channels, 2)
+        return _channels_last_image(weight), self.bias.repeat(stride)
 
     def output_length(self, input_length: int) -> int:
         return (input_length + 1) * self.stride[0] - 2 * self.padding[0]
@@ -219,26 +233,44 @@ class DacTransposedConv1d(nn.ConvTranspose1d):
         self, hidden_states: torch.Tensor, start: int, stop: int, polyphase: tuple[torch.Tensor, torch.Tensor]
     ) -> torch.Tensor:
         """
-        Output frames `start:stop` of `forward(hidden_states)`, computed from the input frames they need only, by
-        the 2-tap convolution of `polyphase_parameters()` (equal up to float rounding).
+        Output frames `start:stop` of `forward(hidden_states)`, channels last `(batch, stop - start, channels)`,
+        computed from the input frames they need only, by the 2-tap convolution of `polyphase_parameters()`
+        (equal up to float rounding).
         """
         stride, padding, input_length = self.stride[0], self.padding[0], hidden_states.shape[-1]
         first_frame, last_frame = (start + padding) // stride, (stop - 1 + padding) // stride
         read_start, read_stop = first_frame - 1, last_frame + 1  # the taps read frames q - 1 and q
-        window = hidden_states[..., max(0, read_start) : min(input_length, read_stop)]
+        window = hidden_states[..., max(0, read_start) : min(input_length, read_stop)].transpose(1, 2)
         if read_start < 0 or read_stop > input_length:  # no input there: zeros
-            window = F.pad(window, (max(0, -read_start), max(0, read_stop - input_length)))
-        phases = F.conv1d(window, *polyphase)
-        batch_size, channels, frames = phases.shape
-        upsampled = phases.view(batch_size, channels // stride, stride, frames).transpose(2, 3)
-        upsampled = upsampled.reshape(batch_size, channels // stride, frames * stride)
+            window = F.pad(window, (0, 0, max(0, -read_start), max(0, read_stop - input_length)))
+        phases = _channels_last_conv(window.contiguous(), *polyphase)
+        batch_size, frames, channels = phases.shape
+        upsampled = phases.view(batch_size, frames * stride, channels // stride)  # the phases of a frame, in order
         offset = first_frame * stride - padding  # the output frame `upsampled` begins with
-        return upsampled[..., start - offset : stop - offset]
+        return upsampled[:, start - offset : stop - offset]
 
 
 # On CPU, inference runs the residual units of long sequences tile by tile along time, so that the activations
-# between their layers stay in cache instead of going through memory (docs/benchmarks.md, "Time tiles").
+# between their layers stay in cache instead of going through memory, and channels last, where oneDNN's
+# convolutions run faster than on (batch, channels, frames) (docs/benchmarks.md, "Time tiles").
 TIME_TILE_FRAMES = 4096
+
+
+def _channels_last_image(weight: torch.Tensor) -> torch.Tensor:
+    """A convolution weight `(out, in, kernel)` as a channels-last 2D weight `(out, in, 1, kernel)`."""
+    return weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+
+
+def _channels_last_conv(
+    hidden_states: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, dilation: int = 1
+) -> torch.Tensor:
+    """
+    A 1D convolution on a contiguous channels-last sequence `(batch, frames, channels)`, with a weight from
+    `_channels_last_image`: the sequence is viewed, without a copy, as a channels-last image of height 1.
+    """
+    image = hidden_states.transpose(1, 2).unsqueeze(2)
+    output = F.conv2d(image, weight, bias, dilation=(1, dilation))
+    return output.squeeze(2).transpose(1, 2).contiguous()
 
 
 def _runs_in_time_tiles(
@@ -261,32 +293,34 @@ def _residual_units_in_time_tiles(
     units: tuple[DacResidualUnit, ...],
     read_window: Callable[[int, int], torch.Tensor],
     length: int,
-    activation: nn.Module | None = None,
+    activation: DacSnake1d | None = None,
 ) -> torch.Tensor:
     """
     `units` one after the other, then `activation`, on a sequence of `length` frames whose frames `start:stop`
-    `read_window(start, stop)` returns; `TIME_TILE_FRAMES` output frames at a time. Each tile reads its input
-    with a margin of the units' summed padding on each side (less where the sequence ends), so the result
-    equals the untiled one. The last tile ends at the sequence's end and overlaps the one before, so that all
-    tiles have one length.
+    `read_window(start, stop)` returns channels last, `(batch, stop - start, channels)`; `TIME_TILE_FRAMES`
+    output frames at a time, into a `(batch, channels, length)` result. Each tile reads its input with a margin of
+    the units' summed padding on each side (less where the sequence ends), so the result equals the untiled one
+    up to float rounding. The last tile ends at the sequence's end and overlaps the one before, so that all tiles
+    have one length.
     """
     margin = sum(unit.conv1.padding[0] for unit in units)
+    weights = [unit.channels_last_weights() for unit in units]
     output = None
     for start in [*range(0, length - TIME_TILE_FRAMES, TIME_TILE_FRAMES), length - TIME_TILE_FRAMES]:
         stop = start + TIME_TILE_FRAMES
         window_start, window_stop = max(0, start - margin), min(length, stop + margin)
         at_start, at_end = window_start == 0, window_stop == length
         window = read_window(window_start, window_stop)
-        for unit in units:
-            window = unit.forward_window(window, at_start, at_end)
+        for unit, unit_weights in zip(units, weights):
+            window = unit.forward_window(window, at_start, at_end, unit_weights)
         # The units shrank the window by `margin` on each side that is not a sequence end.
         first = window_start if at_start else window_start + margin
-        window = window[..., start - first : stop - first]
+        window = window[:, start - first : stop - first]
         if activation is not None:
-            window = activation(window)
+            window = activation(window, channels_last=True)
         if output is None:
-            output = window.new_empty(*window.shape[:-1], length)
-        output[..., start:stop] = window
+            output = window.new_empty(window.shape[0], window.shape[2], length)
+        output[..., start:stop] = window.transpose(1, 2)
     return output
 
 
@@ -309,7 +343,10 @@ class DacEncoderBlock(nn.Module):
             # A weight-norm model computes each weight once, not once per tile.
             with parametrize.cached():
                 activated = _residual_units_in_time_tiles(
-                    units, lambda start, stop: hidden_states[..., start:stop], hidden_states.shape[-1], self.snake1
+                    units,
+                    lambda start, stop: hidden_states[..., start:stop].transpose(1, 2).contiguous(),
+                    hidden_states.shape[-1],
+                    self.snake1,
                 )
                 return self.conv1(activated)
         hidden_states = self.res_unit3(self.res_unit2(self.res_unit1(hidden_states)))
