@@ -262,14 +262,14 @@ def _channels_last_image(weight: torch.Tensor) -> torch.Tensor:
 
 
 def _channels_last_conv(
-    hidden_states: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, dilation: int = 1
+    hidden_states: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, dilation: int = 1, stride: int = 1
 ) -> torch.Tensor:
     """
-    A 1D convolution on a contiguous channels-last sequence `(batch, frames, channels)`, with a weight from
-    `_channels_last_image`: the sequence is viewed, without a copy, as a channels-last image of height 1.
+    An unpadded 1D convolution on a contiguous channels-last sequence `(batch, frames, channels)`, with a weight
+    from `_channels_last_image`: the sequence is viewed, without a copy, as a channels-last image of height 1.
     """
     image = hidden_states.transpose(1, 2).unsqueeze(2)
-    output = F.conv2d(image, weight, bias, dilation=(1, dilation))
+    output = F.conv2d(image, weight, bias, stride=(1, stride), dilation=(1, dilation))
     return output.squeeze(2).transpose(1, 2).contiguous()
 
 
@@ -294,14 +294,16 @@ def _residual_units_in_time_tiles(
     read_window: Callable[[int, int], torch.Tensor],
     length: int,
     activation: DacSnake1d | None = None,
+    padding: tuple[int, int] = (0, 0),
 ) -> torch.Tensor:
     """
     `units` one after the other, then `activation`, on a sequence of `length` frames whose frames `start:stop`
     `read_window(start, stop)` returns channels last, `(batch, stop - start, channels)`; `TIME_TILE_FRAMES`
-    output frames at a time, into a `(batch, channels, length)` result. Each tile reads its input with a margin of
-    the units' summed padding on each side (less where the sequence ends), so the result equals the untiled one
-    up to float rounding. The last tile ends at the sequence's end and overlaps the one before, so that all tiles
-    have one length.
+    output frames at a time, into a channels-last result `(batch, padding[0] + length + padding[1], channels)`
+    with `padding` frames of zeros at its ends. Each tile reads its input with a margin of the units' summed
+    padding on each side (less where the sequence ends), so the result equals the untiled one up to float
+    rounding. The last tile ends at the sequence's end and overlaps the one before, so that all tiles have one
+    length.
     """
     margin = sum(unit.conv1.padding[0] for unit in units)
     weights = [unit.channels_last_weights() for unit in units]
@@ -319,8 +321,10 @@ def _residual_units_in_time_tiles(
         if activation is not None:
             window = activation(window, channels_last=True)
         if output is None:
-            output = window.new_empty(window.shape[0], window.shape[2], length)
-        output[..., start:stop] = window.transpose(1, 2)
+            output = window.new_empty(window.shape[0], padding[0] + length + padding[1], window.shape[2])
+            output[:, : padding[0]] = 0
+            output[:, padding[0] + length :] = 0
+        output[:, padding[0] + start : padding[0] + stop] = window
     return output
 
 
@@ -342,15 +346,32 @@ class DacEncoderBlock(nn.Module):
         if _runs_in_time_tiles(hidden_states, units):
             # A weight-norm model computes each weight once, not once per tile.
             with parametrize.cached():
-                activated = _residual_units_in_time_tiles(
-                    units,
-                    lambda start, stop: hidden_states[..., start:stop].transpose(1, 2).contiguous(),
-                    hidden_states.shape[-1],
-                    self.snake1,
-                )
-                return self.conv1(activated)
+                return self._forward_in_time_tiles(hidden_states, units)
         hidden_states = self.res_unit3(self.res_unit2(self.res_unit1(hidden_states)))
         return self.conv1(self.snake1(hidden_states))
+
+
+    def _forward_in_time_tiles(
+        self, hidden_states: torch.Tensor, units: tuple[DacResidualUnit, ...]
+    ) -> torch.Tensor:
+        """
+        `forward` with the residual units in time tiles, channels last: the tiles write into a sequence that
+        already holds the strided convolution's zero padding, rounded up to whole strides, so that the strided
+        convolution reads it in place. The result is `(batch, channels, frames)` stored channels last.
+        """
+        length, stride, padding = hidden_states.shape[-1], self.conv1.stride[0], self.conv1.padding[0]
+        padded = _residual_units_in_time_tiles(
+            units,
+            lambda start, stop: hidden_states[..., start:stop].transpose(1, 2).contiguous(),  # a view if stored so
+            length,
+            self.snake1,
+            padding=(padding, padding + -(length + 2 * padding) % stride),
+        )
+        downsampled = _channels_last_conv(
+            padded, _channels_last_image(self.conv1.weight), self.conv1.bias, stride=stride
+        )
+        frames = (length + 2 * padding - self.conv1.kernel_size[0]) // stride + 1
+        return downsampled[:, :frames].transpose(1, 2)
 
 
 class DacDecoderBlock(nn.Module):
@@ -372,9 +393,10 @@ class DacDecoderBlock(nn.Module):
             # Each tile upsamples only the frames it needs: the full-rate output of `conv_t1` never goes to memory.
             with parametrize.cached():
                 polyphase = self.conv_t1.polyphase_parameters()
-                return _residual_units_in_time_tiles(
+                upsampled = _residual_units_in_time_tiles(
                     units, lambda start, stop: self.conv_t1.forward_window(activated, start, stop, polyphase), length
                 )
+                return upsampled.transpose(1, 2)  # stored channels last, where the next block's tiles read it
         return self.res_unit3(self.res_unit2(self.res_unit1(self.conv_t1(activated))))
 
 
@@ -396,7 +418,8 @@ class DacEncoder(nn.Module):
         hidden_states = self.conv1(input_values)
         for block in self.block:
             hidden_states = block(hidden_states)
-        return self.conv2(self.snake1(hidden_states))
+        # Time tiles leave their output stored channels last; the latent leaves in the usual layout.
+        return self.conv2(self.snake1(hidden_states)).contiguous()
 
 
 class DacDecoder(nn.Module):

@@ -107,7 +107,7 @@ def tiled_units(units, hidden_states, activation=None):
         lambda start, stop: hidden_states[..., start:stop].transpose(1, 2).contiguous(),  # windows channels last
         hidden_states.shape[-1],
         activation,
-    )
+    ).transpose(1, 2)
 
 
 class WindowCounter:
@@ -170,9 +170,11 @@ def test_time_tiles_leave_the_model_outputs_unchanged(monkeypatch, strides):
         monkeypatch.setattr(modeling_dac, "TIME_TILE_FRAMES", 64)
         counter = WindowCounter(monkeypatch)
         tiled = model(audio)
+        latent = model.encoder(audio)
     assert counter.calls > 0
     assert torch.equal(tiled.audio_codes, expected.audio_codes)
     torch.testing.assert_close(tiled.audio_values, expected.audio_values, rtol=0, atol=1e-6)
+    assert latent.is_contiguous()  # the tiles store channels last inside the encoder only
 
 
 def test_time_tiles_are_for_cpu_inference_only(monkeypatch):
