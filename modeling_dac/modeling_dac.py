@@ -262,14 +262,19 @@ def _channels_last_image(weight: torch.Tensor) -> torch.Tensor:
 
 
 def _channels_last_conv(
-    hidden_states: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, dilation: int = 1, stride: int = 1
+    hidden_states: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    dilation: int = 1,
+    stride: int = 1,
+    padding: int = 0,
 ) -> torch.Tensor:
     """
-    An unpadded 1D convolution on a contiguous channels-last sequence `(batch, frames, channels)`, with a weight
-    from `_channels_last_image`: the sequence is viewed, without a copy, as a channels-last image of height 1.
+    A 1D convolution on a contiguous channels-last sequence `(batch, frames, channels)`, with a weight from
+    `_channels_last_image`: the sequence is viewed, without a copy, as a channels-last image of height 1.
     """
     image = hidden_states.transpose(1, 2).unsqueeze(2)
-    output = F.conv2d(image, weight, bias, stride=(1, stride), dilation=(1, dilation))
+    output = F.conv2d(image, weight, bias, stride=(1, stride), padding=(0, padding), dilation=(1, dilation))
     return output.squeeze(2).transpose(1, 2).contiguous()
 
 
@@ -442,7 +447,14 @@ class DacDecoder(nn.Module):
         hidden_states = self.conv1(quantized_representation)
         for block in self.block:
             hidden_states = block(hidden_states)
-        return self.tanh(self.conv2(self.snake1(hidden_states)))
+        activated = self.snake1(hidden_states)
+        if activated.transpose(1, 2).is_contiguous():  # stored channels last by time tiles: oneDNN's fast layout
+            conv2 = self.conv2
+            output = _channels_last_conv(
+                activated.transpose(1, 2), _channels_last_image(conv2.weight), conv2.bias, padding=conv2.padding[0]
+            )
+            return self.tanh(output.transpose(1, 2))
+        return self.tanh(self.conv2(activated))
 
 
 class DacVectorQuantize(nn.Module):
