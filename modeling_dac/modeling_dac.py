@@ -282,7 +282,7 @@ def _runs_in_time_tiles(
     hidden_states: torch.Tensor, units: tuple[DacResidualUnit, ...], length: int | None = None
 ) -> bool:
     """
-    Whether a block tiles: CPU inference outside `torch.compile`, on over two tiles (`length`, else the input's),
+    Whether a block tiles: CPU inference outside `torch.compile`, on over one tile (`length`, else the input's),
     with units that keep the length.
     """
     return (
@@ -290,7 +290,7 @@ def _runs_in_time_tiles(
         and hidden_states.device.type == "cpu"
         and not torch.is_grad_enabled()
         and not torch.compiler.is_compiling()
-        and (hidden_states.shape[-1] if length is None else length) > 2 * TIME_TILE_FRAMES
+        and (hidden_states.shape[-1] if length is None else length) > TIME_TILE_FRAMES
     )
 
 
@@ -303,18 +303,19 @@ def _residual_units_in_time_tiles(
 ) -> torch.Tensor:
     """
     `units` one after the other, then `activation`, on a sequence of `length` frames whose frames `start:stop`
-    `read_window(start, stop)` returns channels last, `(batch, stop - start, channels)`; `TIME_TILE_FRAMES`
-    output frames at a time, into a channels-last result `(batch, padding[0] + length + padding[1], channels)`
-    with `padding` frames of zeros at its ends. Each tile reads its input with a margin of the units' summed
-    padding on each side (less where the sequence ends), so the result equals the untiled one up to float
-    rounding. The last tile ends at the sequence's end and overlaps the one before, so that all tiles have one
-    length.
+    `read_window(start, stop)` returns channels last, `(batch, stop - start, channels)`, into a channels-last
+    result `(batch, padding[0] + length + padding[1], channels)` with `padding` frames of zeros at its ends. It
+    runs in as few tiles of one length as keep each within `TIME_TILE_FRAMES` output frames; the last tile ends
+    at the sequence's end and overlaps the one before by less than the number of tiles. Each tile reads its input
+    with a margin of the units' summed padding on each side (less where the sequence ends), so the result equals
+    the untiled one up to float rounding.
     """
     margin = sum(unit.conv1.padding[0] for unit in units)
     weights = [unit.channels_last_weights() for unit in units]
     output = None
-    for start in [*range(0, length - TIME_TILE_FRAMES, TIME_TILE_FRAMES), length - TIME_TILE_FRAMES]:
-        stop = start + TIME_TILE_FRAMES
+    tile_frames = math.ceil(length / math.ceil(length / TIME_TILE_FRAMES))
+    for start in [*range(0, length - tile_frames, tile_frames), length - tile_frames]:
+        stop = start + tile_frames
         window_start, window_stop = max(0, start - margin), min(length, stop + margin)
         at_start, at_end = window_start == 0, window_stop == length
         window = read_window(window_start, window_stop)
