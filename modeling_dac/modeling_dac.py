@@ -356,10 +356,7 @@ class DacEncoderBlock(nn.Module):
         hidden_states = self.res_unit3(self.res_unit2(self.res_unit1(hidden_states)))
         return self.conv1(self.snake1(hidden_states))
 
-
-    def _forward_in_time_tiles(
-        self, hidden_states: torch.Tensor, units: tuple[DacResidualUnit, ...]
-    ) -> torch.Tensor:
+    def _forward_in_time_tiles(self, hidden_states: torch.Tensor, units: tuple[DacResidualUnit, ...]) -> torch.Tensor:
         """
         `forward` with the residual units in time tiles, channels last: the tiles write into a sequence that
         already holds the strided convolution's zero padding, rounded up to whole strides, so that the strided
@@ -373,9 +370,8 @@ class DacEncoderBlock(nn.Module):
             self.snake1,
             padding=(padding, padding + -(length + 2 * padding) % stride),
         )
-        downsampled = _channels_last_conv(
-            padded, _channels_last_image(self.conv1.weight), self.conv1.bias, stride=stride
-        )
+        weight = _channels_last_image(self.conv1.weight)
+        downsampled = _channels_last_conv(padded, weight, self.conv1.bias, stride=stride)
         frames = (length + 2 * padding - self.conv1.kernel_size[0]) // stride + 1
         return downsampled[:, :frames].transpose(1, 2)
 
