@@ -212,40 +212,28 @@ class DacTransposedConv1d(nn.ConvTranspose1d):
             in_channels, out_channels, kernel_size=2 * stride, stride=stride, padding=math.ceil(stride / 2)
         )
 
-    def polyphase_parameters(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """
-        Weight (a channels-last image, see `_channels_last_image`) and bias of the same layer as a 2-tap, stride-1
-        convolution to `stride * out_channels` channels: output frame `q * stride + phase - padding` is tap `phase`
-        of the kernel applied to input frame `q` plus tap `stride + phase` applied to input frame `q - 1`. Channel
-        `phase * out_channels + channel` holds that phase, so that the phases of a frame lie side by side in a
-        channels-last sequence.
-        """
-        in_channels, out_channels, _ = self.weight.shape
-        stride = self.stride[0]
-        weight = self.weight.view(in_channels, out_channels, 2, stride).flip(2)
-        weight = weight.permute(3, 1, 0, 2).reshape(stride * out_channels, in_channels, 2)
-        return _channels_last_image(weight), self.bias.repeat(stride)
-
     def output_length(self, input_length: int) -> int:
         return (input_length + 1) * self.stride[0] - 2 * self.padding[0]
 
     def forward_window(
-        self, hidden_states: torch.Tensor, start: int, stop: int, polyphase: tuple[torch.Tensor, torch.Tensor]
+        self, hidden_states: torch.Tensor, start: int, stop: int, weight: torch.Tensor
     ) -> torch.Tensor:
         """
         Output frames `start:stop` of `forward(hidden_states)`, channels last `(batch, stop - start, channels)`,
-        computed from the input frames they need only, by the 2-tap convolution of `polyphase_parameters()`
+        computed from the input frames they need only, with `weight` from `_channels_last_image(self.weight)`
         (equal up to float rounding).
         """
         stride, padding, input_length = self.stride[0], self.padding[0], hidden_states.shape[-1]
         first_frame, last_frame = (start + padding) // stride, (stop - 1 + padding) // stride
-        read_start, read_stop = first_frame - 1, last_frame + 1  # the taps read frames q - 1 and q
+        # Output frame `q * stride + phase - padding` reads input frames q - 1 and q.
+        read_start, read_stop = first_frame - 1, last_frame + 1
         window = hidden_states[..., max(0, read_start) : min(input_length, read_stop)].transpose(1, 2)
         if read_start < 0 or read_stop > input_length:  # no input there: zeros
             window = F.pad(window, (0, 0, max(0, -read_start), max(0, read_stop - input_length)))
-        phases = _channels_last_conv(window.contiguous(), *polyphase)
-        batch_size, frames, channels = phases.shape
-        upsampled = phases.view(batch_size, frames * stride, channels // stride)  # the phases of a frame, in order
+        image = window.contiguous().transpose(1, 2).unsqueeze(2)
+        # Cropping `stride` frames at each end drops the ones that would also need frames outside the window.
+        upsampled = F.conv_transpose2d(image, weight, self.bias, stride=(1, stride), padding=(0, stride))
+        upsampled = upsampled.squeeze(2).transpose(1, 2)
         offset = first_frame * stride - padding  # the output frame `upsampled` begins with
         return upsampled[:, start - offset : stop - offset]
 
@@ -253,7 +241,7 @@ class DacTransposedConv1d(nn.ConvTranspose1d):
 # On CPU, inference runs the residual units of long sequences tile by tile along time, so that the activations
 # between their layers stay in cache instead of going through memory, and channels last, where oneDNN's
 # convolutions run faster than on (batch, channels, frames) (docs/benchmarks.md, "Time tiles").
-TIME_TILE_FRAMES = 4096
+TIME_TILE_FRAMES = 8192
 
 
 def _channels_last_image(weight: torch.Tensor) -> torch.Tensor:
@@ -394,9 +382,9 @@ class DacDecoderBlock(nn.Module):
         if _runs_in_time_tiles(activated, units, length):
             # Each tile upsamples only the frames it needs: the full-rate output of `conv_t1` never goes to memory.
             with parametrize.cached():
-                polyphase = self.conv_t1.polyphase_parameters()
+                weight = _channels_last_image(self.conv_t1.weight)
                 upsampled = _residual_units_in_time_tiles(
-                    units, lambda start, stop: self.conv_t1.forward_window(activated, start, stop, polyphase), length
+                    units, lambda start, stop: self.conv_t1.forward_window(activated, start, stop, weight), length
                 )
                 return upsampled.transpose(1, 2)  # stored channels last, where the next block's tiles read it
         return self.res_unit3(self.res_unit2(self.res_unit1(self.conv_t1(activated))))

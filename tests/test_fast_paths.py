@@ -151,11 +151,11 @@ def test_transposed_convolution_computes_any_window_of_its_output(stride):
     hidden_states = torch.randn(2, 6, 11)
     with torch.inference_mode():
         expected = layer(hidden_states)
-        polyphase = layer.polyphase_parameters()
+        weight = modeling_dac._channels_last_image(layer.weight)
         assert layer.output_length(11) == expected.shape[-1]
         for start in range(expected.shape[-1]):
             for stop in range(start + 1, expected.shape[-1] + 1):
-                window = layer.forward_window(hidden_states, start, stop, polyphase)
+                window = layer.forward_window(hidden_states, start, stop, weight)
                 torch.testing.assert_close(window, expected[..., start:stop].transpose(1, 2), rtol=0, atol=1e-6)
 
 
