@@ -2,9 +2,10 @@
 convolutions, Snake activations, the quantizer, and everything else (padding, residual adds, tanh, checks).
 
 Forward hooks time every leaf layer (wall clock and process CPU time) and count its FLOPs from the shapes it
-saw, so each row shows the achieved GFLOP/s and the fraction of the machine's measured matmul peak. Our model's
-time tiles (docs/benchmarks.md) call the convolutions inside each tile directly, where hooks cannot see them, so
-the per-layer table is taken with tiles off and the tiled total is printed below it for comparison. Runs on
+saw, so each row shows the achieved GFLOP/s and the fraction of the machine's measured matmul peak. Inside our
+model's time tiles (docs/fast_inference.md) the convolutions are function calls rather than modules; the
+profile wraps those functions (`_channels_last_conv`, `DacTransposedConv1d.forward_window`) with the same timers,
+so the table is of the path that really runs. `--untiled` profiles our model with tiles off instead. Runs on
 our `DacModel` or on `transformers.DacModel` with the same weights, in fp32 or bf16 (weights cast to bf16; our
 quantizer stays in fp32).
 
@@ -72,24 +73,56 @@ def layer_kind(name: str, module: nn.Module) -> str | None:
     return None
 
 
+def channels_last_conv_kind(weight: torch.Tensor, stride: int) -> str:
+    """The row of a time tile's channels-last convolution, from its weight `(out, in, 1, kernel)` and stride."""
+    out_channels, in_channels, _, kernel_size = weight.shape
+    if stride > 1:
+        return "strided conv (down)"
+    if out_channels != in_channels:
+        return "other conv (in/out)"
+    return "conv 1x1" if kernel_size == 1 else "conv k=7 (dilated)"
+
+
 def profile_layers(model: nn.Module, run) -> tuple[dict[str, dict[str, float]], float, float]:
     """
-    Runs `run()` once with timing hooks on every profiled layer. Returns, per kind, wall seconds, CPU seconds and
-    GFLOP, plus the total wall and CPU seconds of the run (the difference is the "other" row).
+    Runs `run()` once with timing hooks on every profiled layer, and timers on the convolutions of our time
+    tiles. Returns, per kind, wall seconds, CPU seconds and GFLOP, plus the total wall and CPU seconds of the run
+    (the difference is the "other" row).
     """
     rows = defaultdict(lambda: {"wall": 0.0, "cpu": 0.0, "gflop": 0.0})
     starts = {}
+
+    def add(kind: str, wall: float, cpu: float, flops: float) -> None:
+        row = rows[kind]
+        row["wall"] += time.perf_counter() - wall
+        row["cpu"] += time.process_time() - cpu
+        row["gflop"] += flops / 1e9
 
     def before(module, inputs):
         starts[module] = (time.perf_counter(), time.process_time())
 
     def after(module, inputs, output):
-        wall, cpu = starts.pop(module)
-        row = rows[module._profile_kind]
-        row["wall"] += time.perf_counter() - wall
-        row["cpu"] += time.process_time() - cpu
-        if isinstance(module, (nn.Conv1d, nn.ConvTranspose1d)):
-            row["gflop"] += conv_flops(module, inputs, output) / 1e9
+        flops = conv_flops(module, inputs, output) if isinstance(module, (nn.Conv1d, nn.ConvTranspose1d)) else 0
+        add(module._profile_kind, *starts.pop(module), flops)
+
+    channels_last_conv = modeling_dac._channels_last_conv
+    transposed_window = modeling_dac.DacTransposedConv1d.forward_window
+
+    def timed_channels_last_conv(hidden_states, weight, bias, dilation=1, stride=1, padding=0):
+        wall, cpu = time.perf_counter(), time.process_time()
+        output = channels_last_conv(hidden_states, weight, bias, dilation, stride, padding)
+        batch_size, frames, _ = output.shape
+        add(channels_last_conv_kind(weight, stride), wall, cpu, 2 * weight.numel() * batch_size * frames)
+        return output
+
+    def timed_transposed_window(layer, hidden_states, start, stop, weight):
+        wall, cpu = time.perf_counter(), time.process_time()
+        output = transposed_window(layer, hidden_states, start, stop, weight)
+        # Every input frame meets the whole kernel; a window's output frames come from (stop - start) / stride
+        # input frames. Windows overlap by the residual units' margins, counted in each.
+        input_frames = (stop - start) / layer.stride[0]
+        add("transposed conv (up)", wall, cpu, 2 * weight.numel() * hidden_states.shape[0] * input_frames)
+        return output
 
     handles = []
     for name, module in model.named_modules():
@@ -97,11 +130,15 @@ def profile_layers(model: nn.Module, run) -> tuple[dict[str, dict[str, float]], 
         if kind is not None:
             module._profile_kind = kind
             handles += [module.register_forward_pre_hook(before), module.register_forward_hook(after)]
+    modeling_dac._channels_last_conv = timed_channels_last_conv
+    modeling_dac.DacTransposedConv1d.forward_window = timed_transposed_window
     try:
         start_wall, start_cpu = time.perf_counter(), time.process_time()
         run()
         total_wall, total_cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
     finally:
+        modeling_dac._channels_last_conv = channels_last_conv
+        modeling_dac.DacTransposedConv1d.forward_window = transposed_window
         for handle in handles:
             handle.remove()
     return dict(rows), total_wall, total_cpu
@@ -109,7 +146,7 @@ def profile_layers(model: nn.Module, run) -> tuple[dict[str, dict[str, float]], 
 
 @contextlib.contextmanager
 def untiled():
-    """Our model without time tiles, so that every convolution runs as a module the hooks see."""
+    """Our model without time tiles (`--untiled`)."""
     kept = modeling_dac.TIME_TILE_FRAMES
     modeling_dac.TIME_TILE_FRAMES = sys.maxsize
     try:
@@ -127,6 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
     parser.add_argument("--part", choices=("encode", "decode", "both"), default="both")
+    parser.add_argument("--untiled", action="store_true", help="our model with time tiles off")
     parser.add_argument("--ops", action="store_true", help="also print torch.profiler's per-operator table")
     args = parser.parse_args(argv)
 
@@ -147,16 +185,15 @@ def main(argv: list[str] | None = None) -> None:
             if args.part in ("decode", "both"):
                 model.decode(latent)
 
-        run()  # warm-up: one-time allocations and kernel selection
-        with untiled():
-            run()
+        with untiled() if args.untiled else contextlib.nullcontext():
+            run()  # warm-up: one-time allocations and kernel selection
             rows, total_wall, total_cpu = profile_layers(model, run)
-        tiled_start = time.perf_counter()
-        run()
-        tiled_wall = time.perf_counter() - tiled_start
-        if args.ops:
-            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
-                run()
+            plain_start = time.perf_counter()
+            run()
+            plain_wall = time.perf_counter() - plain_start
+            if args.ops:
+                with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
+                    run()
 
     peak = measure_peak_gflops(DTYPES[args.dtype])
     audio_seconds = args.seconds * args.batch_size
@@ -188,11 +225,11 @@ def main(argv: list[str] | None = None) -> None:
     total = {"wall": total_wall, "cpu": total_cpu, "gflop": total_gflop}
     print(f"{'total':24} {total_wall:8.3f} {1:6.1%} {total_cpu:8.3f} " + rates(total))
     print(f"# real-time factor (processing seconds per audio second): {total_wall / audio_seconds:.3f}")
-    if args.model == "ours":
-        print(
-            f"# with time tiles (the default; table above without): total {tiled_wall:.3f} s wall, "
-            f"{total_gflop / tiled_wall / peak.wall:.1%} of peak"
-        )
+    tiles = "tiles off" if args.untiled else "time tiles on (the default)" if args.model == "ours" else "the port"
+    print(
+        f"# {tiles}; the same run without the profile's timers: {plain_wall:.3f} s wall, "
+        f"{total_gflop / plain_wall / peak.wall:.1%} of peak"
+    )
     if args.ops:
         print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=20))
 

@@ -299,17 +299,29 @@ def test_flop_count_matches_the_published_figures_and_a_hand_count():
     assert counted["decode"] * 1e9 == pytest.approx(decoder)
 
 
-def test_layer_profile_accounts_for_every_convolution_flop():
+@pytest.mark.parametrize("tiled", [False, True])
+def test_layer_profile_accounts_for_every_convolution_flop(monkeypatch, tiled):
     model = small_model(seed=6, sampling_rate=44100)
     audio = torch.randn(1, 1, 4 * model.config.hop_length) * 0.3
     with torch.inference_mode():
         latent = model.encode(audio).quantized_representation
+        untiled_rows = profile_inference.profile_layers(model, lambda: model.decoder(latent))[0]
+        if tiled:  # decoder blocks 2 to 4 (256 to 2048 frames) tile, block 1 (32 frames) does not
+            monkeypatch.setattr(modeling_dac, "TIME_TILE_FRAMES", 64)
         rows, wall, cpu = profile_inference.profile_layers(model, lambda: model.decoder(latent))
     assert set(rows) == {"conv k=7 (dilated)", "conv 1x1", "transposed conv (up)", "other conv (in/out)", "snake"}
-    total = sum(row["gflop"] for row in rows.values())
-    assert total * 1e9 == pytest.approx(harness.count_gflop_per_second_of_audio(model.config)["decode"] * 4 * 1e9 / model.config.frame_rate)
+    decode_flop = harness.count_gflop_per_second_of_audio(model.config)["decode"] * 4 / model.config.frame_rate
+    if tiled:
+        # Tiles also compute their margins, so they do more of the upsampling and residual units' work, and the
+        # same of the rest.
+        for kind in ("conv k=7 (dilated)", "conv 1x1", "transposed conv (up)"):
+            assert rows[kind]["gflop"] > untiled_rows[kind]["gflop"]
+        assert rows["other conv (in/out)"]["gflop"] == pytest.approx(untiled_rows["other conv (in/out)"]["gflop"])
+    else:
+        assert sum(row["gflop"] for row in rows.values()) == pytest.approx(decode_flop)
     assert 0 < sum(row["wall"] for row in rows.values()) <= wall
     assert not any(hasattr(module, "_forward_hooks") and module._forward_hooks for module in model.modules())
+    assert modeling_dac._channels_last_conv.__module__ == modeling_dac.__name__  # the timers are gone
 
 
 def test_peak_memory_tracker_sees_a_large_allocation_on_cpu():
