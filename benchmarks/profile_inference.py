@@ -115,12 +115,16 @@ def profile_layers(model: nn.Module, run) -> tuple[dict[str, dict[str, float]], 
         add(channels_last_conv_kind(weight, stride), wall, cpu, 2 * weight.numel() * batch_size * frames)
         return output
 
-    def timed_transposed_window(layer, hidden_states, start, stop, weight):
+    def timed_transposed_window(layer, hidden_states, start, stop, weight, activation=None):
+        snake = rows["snake"]
+        snake_wall, snake_cpu = snake["wall"], snake["cpu"]
         wall, cpu = time.perf_counter(), time.process_time()
-        output = transposed_window(layer, hidden_states, start, stop, weight)
+        output = transposed_window(layer, hidden_states, start, stop, weight, activation)
         # Every input frame meets the whole kernel; a window's output frames come from (stop - start) / stride
-        # input frames. Windows overlap by the residual units' margins, counted in each.
+        # input frames. Windows overlap by the residual units' margins, counted in each. The Snake activation
+        # inside the window has its own hook, so its time is taken out of this row's.
         input_frames = (stop - start) / layer.stride[0]
+        wall, cpu = wall + snake["wall"] - snake_wall, cpu + snake["cpu"] - snake_cpu
         add("transposed conv (up)", wall, cpu, 2 * weight.numel() * hidden_states.shape[0] * input_frames)
         return output
 

@@ -216,18 +216,25 @@ class DacTransposedConv1d(nn.ConvTranspose1d):
         return (input_length + 1) * self.stride[0] - 2 * self.padding[0]
 
     def forward_window(
-        self, hidden_states: torch.Tensor, start: int, stop: int, weight: torch.Tensor
+        self,
+        hidden_states: torch.Tensor,
+        start: int,
+        stop: int,
+        weight: torch.Tensor,
+        activation: DacSnake1d | None = None,
     ) -> torch.Tensor:
         """
-        Output frames `start:stop` of `forward(hidden_states)`, channels last `(batch, stop - start, channels)`,
-        computed from the input frames they need only, with `weight` from `_channels_last_image(self.weight)`
-        (equal up to float rounding).
+        Output frames `start:stop` of `forward(activation(hidden_states))`, channels last `(batch, stop - start,
+        channels)`, computed from the input frames they need only, with `weight` from
+        `_channels_last_image(self.weight)` (equal up to float rounding).
         """
         stride, padding, input_length = self.stride[0], self.padding[0], hidden_states.shape[-1]
         first_frame, last_frame = (start + padding) // stride, (stop - 1 + padding) // stride
         # Output frame `q * stride + phase - padding` reads input frames q - 1 and q.
         read_start, read_stop = first_frame - 1, last_frame + 1
         window = hidden_states[..., max(0, read_start) : min(input_length, read_stop)].transpose(1, 2)
+        if activation is not None:
+            window = activation(window, channels_last=True)
         if read_start < 0 or read_stop > input_length:  # no input there: zeros
             window = F.pad(window, (0, 0, max(0, -read_start), max(0, read_stop - input_length)))
         image = window.contiguous().transpose(1, 2).unsqueeze(2)
@@ -376,18 +383,20 @@ class DacDecoderBlock(nn.Module):
         self.res_unit3 = DacResidualUnit(out_channels, dilation=9)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        activated = self.snake1(hidden_states)
         units = (self.res_unit1, self.res_unit2, self.res_unit3)
-        length = self.conv_t1.output_length(activated.shape[-1])
-        if _runs_in_time_tiles(activated, units, length):
-            # Each tile upsamples only the frames it needs: the full-rate output of `conv_t1` never goes to memory.
+        length = self.conv_t1.output_length(hidden_states.shape[-1])
+        if _runs_in_time_tiles(hidden_states, units, length):
+            # Each tile activates and upsamples only the frames it needs: neither the activation nor the full-rate
+            # output of `conv_t1` goes to memory.
             with parametrize.cached():
                 weight = _channels_last_image(self.conv_t1.weight)
                 upsampled = _residual_units_in_time_tiles(
-                    units, lambda start, stop: self.conv_t1.forward_window(activated, start, stop, weight), length
+                    units,
+                    lambda start, stop: self.conv_t1.forward_window(hidden_states, start, stop, weight, self.snake1),
+                    length,
                 )
                 return upsampled.transpose(1, 2)  # stored channels last, where the next block's tiles read it
-        return self.res_unit3(self.res_unit2(self.res_unit1(self.conv_t1(activated))))
+        return self.res_unit3(self.res_unit2(self.res_unit1(self.conv_t1(self.snake1(hidden_states)))))
 
 
 class DacEncoder(nn.Module):

@@ -144,18 +144,22 @@ def test_time_tiles_compute_the_residual_units_exactly_at_every_tile_boundary(mo
     torch.testing.assert_close(tiled, expected, rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("activated", [False, True])
 @pytest.mark.parametrize("stride", [1, 2, 3, 4, 5, 8])
-def test_transposed_convolution_computes_any_window_of_its_output(stride):
+def test_transposed_convolution_computes_any_window_of_its_output(stride, activated):
     torch.manual_seed(stride)
     layer = modeling_dac.DacTransposedConv1d(6, 4, stride)
+    snake = DacSnake1d(6) if activated else None
+    if activated:
+        torch.nn.init.uniform_(snake.alpha, 0.3, 3.0)
     hidden_states = torch.randn(2, 6, 11)
     with torch.inference_mode():
-        expected = layer(hidden_states)
+        expected = layer(snake(hidden_states) if activated else hidden_states)
         weight = modeling_dac._channels_last_image(layer.weight)
         assert layer.output_length(11) == expected.shape[-1]
         for start in range(expected.shape[-1]):
             for stop in range(start + 1, expected.shape[-1] + 1):
-                window = layer.forward_window(hidden_states, start, stop, weight)
+                window = layer.forward_window(hidden_states, start, stop, weight, snake)
                 torch.testing.assert_close(window, expected[..., start:stop].transpose(1, 2), rtol=0, atol=1e-6)
 
 
