@@ -4,7 +4,7 @@ convolutions, Snake activations, the quantizer, and everything else (padding, re
 Forward hooks time every leaf layer (wall clock and process CPU time) and count its FLOPs from the shapes it
 saw, so each row shows the achieved GFLOP/s and the fraction of the machine's measured matmul peak. Inside our
 model's time tiles (docs/fast_inference.md) the convolutions are function calls rather than modules; the
-profile wraps those functions (`_channels_last_conv`, `DacTransposedConv1d.forward_window`) with the same timers,
+profile wraps the function that runs them (`_channels_last_conv`) with the same timers,
 so the table is of the path that really runs. `--untiled` profiles our model with tiles off instead. Runs on
 our `DacModel` or on `transformers.DacModel` with the same weights, in fp32 or bf16 (weights cast to bf16; our
 quantizer stays in fp32).
@@ -73,9 +73,11 @@ def layer_kind(name: str, module: nn.Module) -> str | None:
     return None
 
 
-def channels_last_conv_kind(weight: torch.Tensor, stride: int) -> str:
-    """The row of a time tile's channels-last convolution, from its weight `(out, in, 1, kernel)` and stride."""
+def channels_last_conv_kind(weight: torch.Tensor, stride: int, transposed: bool) -> str:
+    """The row of a time tile's channels-last convolution, from its weight `(out, in, 1, kernel)`, stride and kind."""
     out_channels, in_channels, _, kernel_size = weight.shape
+    if transposed:
+        return "transposed conv (up)"
     if stride > 1:
         return "strided conv (down)"
     if out_channels != in_channels:
@@ -106,26 +108,14 @@ def profile_layers(model: nn.Module, run) -> tuple[dict[str, dict[str, float]], 
         add(module._profile_kind, *starts.pop(module), flops)
 
     channels_last_conv = modeling_dac._channels_last_conv
-    transposed_window = modeling_dac.DacTransposedConv1d.forward_window
 
-    def timed_channels_last_conv(hidden_states, weight, bias, dilation=1, stride=1, padding=0):
+    def timed_channels_last_conv(hidden_states, weight, bias, dilation=1, stride=1, padding=0, transposed=False):
         wall, cpu = time.perf_counter(), time.process_time()
-        output = channels_last_conv(hidden_states, weight, bias, dilation, stride, padding)
-        batch_size, frames, _ = output.shape
-        add(channels_last_conv_kind(weight, stride), wall, cpu, 2 * weight.numel() * batch_size * frames)
-        return output
-
-    def timed_transposed_window(layer, hidden_states, start, stop, weight, activation=None):
-        snake = rows["snake"]
-        snake_wall, snake_cpu = snake["wall"], snake["cpu"]
-        wall, cpu = time.perf_counter(), time.process_time()
-        output = transposed_window(layer, hidden_states, start, stop, weight, activation)
-        # Every input frame meets the whole kernel; a window's output frames come from (stop - start) / stride
-        # input frames. Windows overlap by the residual units' margins, counted in each. The Snake activation
-        # inside the window has its own hook, so its time is taken out of this row's.
-        input_frames = (stop - start) / layer.stride[0]
-        wall, cpu = wall + snake["wall"] - snake_wall, cpu + snake["cpu"] - snake_cpu
-        add("transposed conv (up)", wall, cpu, 2 * weight.numel() * hidden_states.shape[0] * input_frames)
+        output = channels_last_conv(hidden_states, weight, bias, dilation, stride, padding, transposed)
+        # A transposed convolution meets every input frame with the whole kernel, a convolution every output frame.
+        batch_size, frames, _ = hidden_states.shape if transposed else output.shape
+        kind = channels_last_conv_kind(weight, stride, transposed)
+        add(kind, wall, cpu, 2 * weight.numel() * batch_size * frames)
         return output
 
     handles = []
@@ -135,14 +125,12 @@ def profile_layers(model: nn.Module, run) -> tuple[dict[str, dict[str, float]], 
             module._profile_kind = kind
             handles += [module.register_forward_pre_hook(before), module.register_forward_hook(after)]
     modeling_dac._channels_last_conv = timed_channels_last_conv
-    modeling_dac.DacTransposedConv1d.forward_window = timed_transposed_window
     try:
         start_wall, start_cpu = time.perf_counter(), time.process_time()
         run()
         total_wall, total_cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
     finally:
         modeling_dac._channels_last_conv = channels_last_conv
-        modeling_dac.DacTransposedConv1d.forward_window = transposed_window
         for handle in handles:
             handle.remove()
     return dict(rows), total_wall, total_cpu

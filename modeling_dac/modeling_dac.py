@@ -237,10 +237,10 @@ class DacTransposedConv1d(nn.ConvTranspose1d):
             window = activation(window, channels_last=True)
         if read_start < 0 or read_stop > input_length:  # no input there: zeros
             window = F.pad(window, (0, 0, max(0, -read_start), max(0, read_stop - input_length)))
-        image = window.contiguous().transpose(1, 2).unsqueeze(2)
         # Cropping `stride` frames at each end drops the ones that would also need frames outside the window.
-        upsampled = F.conv_transpose2d(image, weight, self.bias, stride=(1, stride), padding=(0, stride))
-        upsampled = upsampled.squeeze(2).transpose(1, 2)
+        upsampled = _channels_last_conv(
+            window.contiguous(), weight, self.bias, stride=stride, padding=stride, transposed=True
+        )
         offset = first_frame * stride - padding  # the output frame `upsampled` begins with
         return upsampled[:, start - offset : stop - offset]
 
@@ -263,13 +263,18 @@ def _channels_last_conv(
     dilation: int = 1,
     stride: int = 1,
     padding: int = 0,
+    transposed: bool = False,
 ) -> torch.Tensor:
     """
-    A 1D convolution on a contiguous channels-last sequence `(batch, frames, channels)`, with a weight from
-    `_channels_last_image`: the sequence is viewed, without a copy, as a channels-last image of height 1.
+    A 1D convolution (or, `transposed`, a transposed convolution) on a contiguous channels-last sequence
+    `(batch, frames, channels)`, with a weight from `_channels_last_image`: the sequence is viewed, without a copy,
+    as a channels-last image of height 1.
     """
     image = hidden_states.transpose(1, 2).unsqueeze(2)
-    output = F.conv2d(image, weight, bias, stride=(1, stride), padding=(0, padding), dilation=(1, dilation))
+    if transposed:
+        output = F.conv_transpose2d(image, weight, bias, stride=(1, stride), padding=(0, padding))
+    else:
+        output = F.conv2d(image, weight, bias, stride=(1, stride), padding=(0, padding), dilation=(1, dilation))
     return output.squeeze(2).transpose(1, 2).contiguous()
 
 
