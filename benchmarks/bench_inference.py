@@ -44,6 +44,7 @@ from harness import (  # noqa: E402
     cast_for_inference,
     count_gflop_per_second_of_audio,
     cpu_description,
+    gpu_description,
     load_config,
     make_models,
     Peak,
@@ -100,6 +101,9 @@ class Row:
     gflops: float
     fraction_of_peak_wall: float
     fraction_of_peak_cpu: float
+    encode_throughput: float
+    encode_fraction_of_peak_wall: float
+    encode_fraction_of_peak_cpu: float
     peak_memory_mb: float
     speedup_encode: float | None = None
     speedup_decode: float | None = None
@@ -271,15 +275,17 @@ def summarize(timings, setting: dict, gflop: dict[str, float], peaks: dict[str, 
     """One row per implementation and precision; ratios against transformers.DacModel, paired by repetition."""
     audio_seconds = setting["seconds"] * setting["batch_size"]
     flop = (gflop["encode"] + gflop["decode"]) * audio_seconds
+    encode_flop = gflop["encode"] * audio_seconds
     rows = []
     for (name, precision), runs in timings.items():
         both = median([run[0].wall + run[1].wall for run in runs])
         both_cpu = median([run[0].cpu + run[1].cpu for run in runs])
+        encode, encode_cpu = median([run[0].wall for run in runs]), median([run[0].cpu for run in runs])
         peak = peaks[precision]
         row = Row(
             implementation=name,
             dtype=precision,
-            encode_wall=median([run[0].wall for run in runs]),
+            encode_wall=encode,
             decode_wall=median([run[1].wall for run in runs]),
             both_wall=both,
             both_cpu=both_cpu,
@@ -287,6 +293,9 @@ def summarize(timings, setting: dict, gflop: dict[str, float], peaks: dict[str, 
             gflops=flop / both,
             fraction_of_peak_wall=flop / both / peak.wall,
             fraction_of_peak_cpu=flop / both_cpu / peak.cpu if both_cpu > 0 else math.nan,
+            encode_throughput=audio_seconds / encode,
+            encode_fraction_of_peak_wall=encode_flop / encode / peak.wall,
+            encode_fraction_of_peak_cpu=encode_flop / encode_cpu / peak.cpu if encode_cpu > 0 else math.nan,
             peak_memory_mb=max(max(run[0].peak_memory, run[1].peak_memory) for run in runs) / 2**20,
             walls=[(run[0].wall, run[1].wall) for run in runs],
             **setting,
@@ -339,6 +348,17 @@ def print_rows(rows: list[Row], title: str, device: torch.device) -> None:
     sys.stdout.flush()
 
 
+def print_throughput(rows: list[Row], device: torch.device) -> None:
+    """Seconds of audio per second: encoding alone (tokenizing a corpus), and encoding plus decoding."""
+    for row in rows:
+        fraction = row.encode_fraction_of_peak_cpu if device.type == "cpu" else row.encode_fraction_of_peak_wall
+        versus_port = "" if row.speedup_encode is None else f" (x{row.speedup_encode:.2f} transformers)"
+        print(
+            f"#   {row.implementation} {row.dtype}: encode {row.encode_throughput:.2f} s of audio per second"
+            f"{versus_port}, {fraction:.1%} of peak; encode and decode {1 / row.real_time_factor:.2f}"
+        )
+
+
 def quality_signals(config: DacConfig, seconds: float) -> dict[str, torch.Tensor]:
     """Synthetic speech- and music-like clips, and the repository's example recording when it is there."""
     signals = {
@@ -389,7 +409,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     peak_size = 512 if args.quick else None
     peaks = {name: measure_peak_gflops(DTYPES[name], device, peak_size) for name in args.dtypes.split(",")}
     report = {
-        "machine": cpu_description() if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "machine": cpu_description() if device.type == "cpu" else gpu_description(device),
         "threads": args.threads,
         "device": str(device),
         "torch": torch.__version__,
@@ -434,18 +454,22 @@ def run_benchmark(args: argparse.Namespace) -> dict:
                     rows = summarize(timings, dict(config=config_name, seconds=seconds, batch_size=1), gflop, peaks)
                     report["rows"] += [asdict(row) for row in rows]
                     print_rows(rows, f"{config_name}, {seconds:g} s of audio, batch 1", device)
-                for batch_size in [int(value) for value in args.batch_sizes.split(",") if value]:
-                    audio = test_audio(config, args.batch_seconds, batch_size)
-                    timings = measure(implementations, audio, args.repetitions)
+                batches = [
+                    (int(size), float(seconds))
+                    for seconds in args.batch_seconds.split(",")
+                    if seconds
+                    for size in args.batch_sizes.split(",")
+                    if size
+                ]
+                for batch_size, batch_seconds in batches:
+                    timings = measure(implementations, test_audio(config, batch_seconds, batch_size), args.repetitions)
                     if not args.seconds:
                         check_agreement(implementations, config_name, report)
-                    setting = dict(config=config_name, seconds=args.batch_seconds, batch_size=batch_size)
+                    setting = dict(config=config_name, seconds=batch_seconds, batch_size=batch_size)
                     rows = summarize(timings, setting, gflop, peaks)
                     report["rows"] += [asdict(row) for row in rows]
-                    print_rows(rows, f"{config_name}, batch {batch_size} x {args.batch_seconds:g} s", device)
-                    for row in rows:
-                        throughput = 1 / row.real_time_factor
-                        print(f"#   {row.implementation} {row.dtype}: {throughput:.2f} s of audio per second")
+                    print_rows(rows, f"{config_name}, batch {batch_size} x {batch_seconds:g} s", device)
+                    print_throughput(rows, device)
             if args.quality:
                 variants = {
                     f"{implementation.name} {implementation.precision}": implementation.model
@@ -535,7 +559,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--seconds", default="10", help="comma-separated audio durations at batch 1 ('' for none)")
     parser.add_argument("--batch-sizes", default="", help="comma-separated batch sizes for throughput, e.g. 1,4")
-    parser.add_argument("--batch-seconds", type=float, default=1.0, help="clip duration in the batched runs")
+    parser.add_argument(
+        "--batch-seconds", default="1", help="comma-separated clip durations of the batched runs (each batch size)"
+    )
     parser.add_argument("--dtypes", default="fp32", help="comma-separated: fp32, bf16")
     parser.add_argument("--repetitions", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
@@ -554,7 +580,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.configs is None:
         args.configs = Path(args.checkpoint).name if args.checkpoint else "44khz,24khz"
     if args.quick:
-        args.configs, args.seconds, args.batch_sizes, args.batch_seconds = "tiny", "0.5", "2", 0.25
+        args.configs, args.seconds, args.batch_sizes, args.batch_seconds = "tiny", "0.5", "2", "0.25,0.5"
         args.repetitions, args.quality_seconds, args.compile_seconds = 1, 0.5, 0.25
     return args
 

@@ -6,6 +6,7 @@ module; it is not part of the installed package.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
@@ -30,7 +31,9 @@ __all__ = [
     "cast_for_inference",
     "conv_flops",
     "count_gflop_per_second_of_audio",
+    "convolution_precision_matmuls",
     "cpu_description",
+    "gpu_description",
     "load_config",
     "make_models",
     "measure_peak_gflops",
@@ -165,6 +168,24 @@ class Peak:
     cpu: float
 
 
+@contextlib.contextmanager
+def convolution_precision_matmuls(device: torch.device):
+    """
+    On a GPU, fp32 matmuls in the precision that cuDNN gives fp32 convolutions: by default TF32 for convolutions
+    (`torch.backends.cudnn.conv.fp32_precision`) but IEEE fp32 for matmuls, so a peak measured with IEEE fp32
+    matmuls would be several times too low for the convolutions that make up DAC.
+    """
+    if device.type != "cuda":
+        yield
+        return
+    matmul = torch.backends.cuda.matmul
+    saved, matmul.fp32_precision = matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision
+    try:
+        yield
+    finally:
+        matmul.fp32_precision = saved
+
+
 def measure_peak_gflops(
     dtype: torch.dtype, device: torch.device | str = "cpu", size: int | None = None, repetitions: int = 15
 ) -> Peak:
@@ -177,12 +198,13 @@ def measure_peak_gflops(
     size = size or (8192 if device.type == "cuda" else 2048)
     left = torch.randn(size, size, device=device).to(dtype)
     right = torch.randn(size, size, device=device).to(dtype)
-    torch.mm(left, right)
-    best_wall = best_cpu = math.inf
-    for _ in range(repetitions):
-        with Timer(device) as timer:
-            torch.mm(left, right)
-        best_wall, best_cpu = min(best_wall, timer.wall), min(best_cpu, timer.cpu)
+    with convolution_precision_matmuls(device):
+        torch.mm(left, right)
+        best_wall = best_cpu = math.inf
+        for _ in range(repetitions):
+            with Timer(device) as timer:
+                torch.mm(left, right)
+            best_wall, best_cpu = min(best_wall, timer.wall), min(best_cpu, timer.cpu)
     flop = 2 * size**3
     return Peak(wall=flop / best_wall / 1e9, cpu=flop / best_cpu / 1e9 if best_cpu > 0 else math.nan)
 
@@ -205,6 +227,12 @@ def cpu_description() -> str:
         f"{name}, {os.cpu_count()} logical CPUs, flags: {' '.join(present) or 'none of ' + ' '.join(wanted)}; "
         f"huge pages for tensors (THP_MEM_ALLOC_ENABLE) {huge_pages}"
     )
+
+
+def gpu_description(device: torch.device) -> str:
+    """GPU name and the precision its fp32 convolutions run in (TF32 unless turned off)."""
+    precision = torch.backends.cudnn.conv.fp32_precision
+    return f"{torch.cuda.get_device_name(device)}; fp32 convolutions in {precision} (torch.backends.cudnn.conv)"
 
 
 def median(values: list[float]) -> float:
