@@ -29,6 +29,9 @@ import harness  # noqa: E402
 import profile_inference  # noqa: E402
 
 SMALL = dict(encoder_hidden_size=4, decoder_hidden_size=32, n_codebooks=4, codebook_size=64)
+# For bf16 tests: oneDNN's bf16 strided convolutions with 8 or 16 input channels give wrong results on some AMX CPUs
+# (benchmarks/check_bf16_convolutions.py), in one layout or the other; from width 16 on, the encoder has none.
+BF16_SAFE_WIDTH = dict(encoder_hidden_size=16)
 
 
 def small_model(seed: int = 0, **overrides) -> DacModel:
@@ -202,9 +205,7 @@ def test_time_tiles_are_for_cpu_inference_only(monkeypatch):
 
 
 def test_time_tiles_of_a_weight_norm_model_and_under_bf16_autocast(monkeypatch):
-    # Encoder width 16, not 4: oneDNN's bf16 strided convolutions with 8 or 16 input channels give wrong results
-    # on some AMX CPUs (benchmarks/check_bf16_convolutions.py), in one layout or the other.
-    model = small_model(seed=10, encoder_hidden_size=16)
+    model = small_model(seed=10, **BF16_SAFE_WIDTH)
     model.apply_weight_norm()
     audio = torch.randn(1, 1, 3000) * 0.3
     with torch.no_grad():
@@ -247,7 +248,7 @@ def test_model_outputs_agree_across_autograd_modes():
 
 
 def test_bf16_model_takes_fp32_audio_keeps_an_fp32_quantizer_and_stays_close(tmp_path):
-    model = small_model(seed=4)
+    model = small_model(seed=4, **BF16_SAFE_WIDTH)
     model.save_pretrained(tmp_path)
     bf16 = DacModel.from_pretrained(tmp_path, dtype=torch.bfloat16).eval()
     assert bf16.encoder.conv1.weight.dtype == torch.bfloat16
@@ -387,7 +388,7 @@ def test_gpu_peak_is_measured_in_the_precision_of_the_fp32_convolutions(convolut
 
 
 def test_bf16_convolution_check_covers_every_shape_and_flags_a_wrong_layout(monkeypatch, tmp_path, capsys):
-    model = small_model(seed=3, encoder_hidden_size=16)
+    model = small_model(seed=3, **BF16_SAFE_WIDTH)
     checks = check_bf16_convolutions.check_model(model)
     convolutions = [layer for layer in model.modules() if isinstance(layer, (torch.nn.Conv1d, torch.nn.ConvTranspose1d))]
     shapes = {(type(c), c.in_channels, c.out_channels, c.kernel_size, c.stride, c.dilation) for c in convolutions}
