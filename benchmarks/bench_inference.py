@@ -9,7 +9,7 @@ Reported per config, precision and duration: encode alone (tokenization), decode
 factor (processing seconds per audio second); wall and CPU seconds; achieved GFLOP/s and the fraction of the
 matmul peak measured at the start at the same thread count, by wall clock and by CPU time (FLOP per CPU second:
 robust to other processes on a shared machine); peak memory of the call. Then batch throughput
-(seconds of audio per second) at several batch sizes. `--quality` measures what bf16 (and `--compile`) cost:
+(seconds of audio per second, encode alone and encode plus decode) at several batch sizes and clip durations. `--quality` measures what bf16 (and `--compile`) cost:
 the fraction of codes that change and the mel distance between the fp32 and the other reconstruction.
 
     python benchmarks/bench_inference.py                       # what `make bench` runs
