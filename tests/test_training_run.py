@@ -2,6 +2,7 @@
 
 import importlib.util
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -158,6 +159,21 @@ def test_repeated_nan_losses_stop_the_run_with_the_step(tmp_path, tones, caplog)
         train(tones, tmp_path / "nan_run", "--init_from", str(model_dir), "--max_steps", "10",
               "--max_consecutive_nonfinite_steps", "3", "--report_to", "none")
     assert "Step 1: skipped the discriminator and generator updates: non-finite discriminator loss" in caplog.text
+
+
+def test_bf16_mixed_precision_on_cpu_trains_with_finite_losses(tmp_path, tones):
+    # The tiny recipe's 128-sample STFT window narrows its lowest band to 2 bins, where oneDNN's bf16 strided
+    # convolution (an AMX CPU) returns garbage. A fresh interpreter: Accelerate keeps its first precision.
+    argv = [sys.executable, str(REPO / "training" / "train.py"), "--config", TINY, "--dataset", str(tones),
+            "--output_dir", str(tmp_path / "run"), "--max_steps", "6", "--logging_steps", "1", "--eval_steps", "6",
+            "--mixed_precision", "bf16", "--report_to", "tensorboard"]
+    result = subprocess.run(argv, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "skipped the" not in result.stderr
+    scalars, _, _ = read_events(tmp_path / "run")
+    assert scalars["data/nonfinite_steps"][6] == 0
+    for tag in ("loss/discriminator", "loss/generator", "grad_norm/discriminator", "validation/mel_distance"):
+        assert all(math.isfinite(value) for value in scalars[tag].values()), tag
 
 
 @pytest.mark.parametrize(

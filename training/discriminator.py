@@ -99,6 +99,28 @@ def _weight_normed_conv2d(*args, **kwargs) -> nn.Conv2d:
     return weight_norm(nn.Conv2d(*args, **kwargs), name="weight", dim=0)
 
 
+def _runs_in_bfloat16_on_cpu(hidden_states: torch.Tensor) -> bool:
+    if hidden_states.device.type != "cpu":
+        return False
+    autocast_bf16 = torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    return autocast_bf16 or hidden_states.dtype == torch.bfloat16
+
+
+def _band_convolution(conv: nn.Conv2d, hidden_states: torch.Tensor) -> torch.Tensor:
+    """
+    `conv(hidden_states)`, in float32 for a convolution strided along at most 2 bins that would run in bf16 on a
+    CPU: there oneDNN's bf16 convolution (torch 2.13 on an AMX Xeon) returns garbage for such inputs (errors up to
+    1e37, or NaN), which the lowest band of a short window (128 samples: 6 bins) reaches after two strided layers.
+    """
+    if conv.stride[1] == 1 or hidden_states.shape[-1] > 2 or not _runs_in_bfloat16_on_cpu(hidden_states):
+        return conv(hidden_states)
+    with torch.autocast("cpu", enabled=False):
+        output = F.conv2d(
+            hidden_states.float(), conv.weight.float(), conv.bias.float(), conv.stride, conv.padding, conv.dilation
+        )
+    return output.to(hidden_states.dtype)
+
+
 class DacPeriodDiscriminator(nn.Module):
     """Judges the waveform folded into `(samples / period, period)`: 2D convolutions along time only."""
 
@@ -174,7 +196,7 @@ class DacMultiBandDiscriminator(nn.Module):
         for (low, high), stack in zip(self.bands, self.band_convs):
             hidden_states = spectrogram[..., low:high]
             for conv in stack:
-                hidden_states = F.leaky_relu(conv(hidden_states), 0.1)
+                hidden_states = F.leaky_relu(_band_convolution(conv, hidden_states), 0.1)
                 feature_maps.append(hidden_states)
             band_outputs.append(hidden_states)
         return self.conv_post(torch.cat(band_outputs, dim=-1)), feature_maps
