@@ -82,6 +82,11 @@ def test_local_folder_and_parquet_sources(tmp_path, tones):
     streamed = load_source(DacDatasetSource(str(tones[0].parent)), streaming=True)
     assert len(list(streamed)) == len(tones)
 
+    Dataset.from_dict({"audio": [str(path) for path in tones]}).save_to_disk(str(tmp_path / "saved"))
+    assert len(load_source(DacDatasetSource.parse(str(tmp_path / "saved")))) == len(tones)  # split=train
+    with pytest.raises(ValueError, match="has no splits, so split 'test' cannot be chosen"):
+        load_source(DacDatasetSource.parse(f"{tmp_path / 'saved'},split=test"))
+
 
 def test_crop_is_exact_length_loudness_normalised_and_resampled(tmp_path):
     source_rate, pitch = 22050, 440.0
