@@ -59,8 +59,9 @@ def test_source_spec_parsing():
     assert DacDatasetSource.parse("data/folder") == DacDatasetSource("data/folder")
     with pytest.raises(ValueError, match="not one of"):
         DacDatasetSource.parse("org/speech,rate=3")
-    with pytest.raises(ValueError, match="weight must be positive"):
-        DacDatasetSource.parse("org/speech,weight=0")
+    for weight in ("0", "-1", "abc", "", "nan", "inf"):
+        with pytest.raises(ValueError, match=f"entry 'org/speech,weight={weight}': option weight= must be a positive"):
+            DacDatasetSource.parse(f"org/speech,weight={weight}")
 
 
 def test_local_folder_and_parquet_sources(tmp_path, tones):

@@ -85,10 +85,18 @@ class DacDatasetSource:
                 raise ValueError(
                     f"Dataset entry {spec!r}: option {option!r} is not one of name=, split=, column=, weight=."
                 )
-            values[key] = float(value) if key == "weight" else value
-        if values.get("weight", 1.0) <= 0:
-            raise ValueError(f"Dataset entry {spec!r}: weight must be positive.")
+            values[key] = _positive_weight(spec, value) if key == "weight" else value
         return cls(source=source, **values)
+
+
+def _positive_weight(spec: str, text: str) -> float:
+    try:
+        weight = float(text)
+    except ValueError:
+        weight = math.nan  # refused below, with the same message
+    if not (math.isfinite(weight) and weight > 0):
+        raise ValueError(f"Dataset entry {spec!r}: option weight= must be a positive number, got {text!r}.")
+    return weight
 
 
 def load_source(source: DacDatasetSource, streaming: bool = False) -> Dataset | IterableDataset:
