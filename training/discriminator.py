@@ -135,6 +135,11 @@ class DacPeriodDiscriminator(nn.Module):
         )
         self.conv_post = _weight_normed_conv2d(channels[-1], 1, kernel_size=(3, 1), padding=(1, 0))
 
+    @property
+    def minimum_length(self) -> int:
+        """Length in samples from which it takes every length: it reflect-pads by up to a whole period."""
+        return self.period + 1
+
     def forward(self, audio: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         # As released: always pads, by a whole period when the length already is a multiple of it.
         padding = self.period - audio.shape[-1] % self.period
@@ -171,6 +176,15 @@ class DacMultiBandDiscriminator(nn.Module):
 
         self.band_convs = nn.ModuleList(band_stack() for _ in self.bands)
         self.conv_post = _weight_normed_conv2d(channels, 1, (3, 3), (1, 1), padding=(1, 1))
+
+    @property
+    def minimum_length(self) -> int:
+        """
+        Length in samples from which it takes every length: `spectrogram` reflect-pads `length` samples by
+        `(fft_size - hop) / 2` plus what makes a whole number of hops, which must be less than `length`.
+        """
+        side_padding, hop = (self.fft_size - self.hop_length) // 2, self.hop_length
+        return 1 + max(length for length in range(1, side_padding + hop) if side_padding + -length % hop >= length)
 
     def spectrogram(self, audio: torch.Tensor) -> torch.Tensor:
         """`(batch, 1, samples)` -> `(batch, 2, ceil(samples / hop), bins)`, frames aligned like a strided conv."""
@@ -236,6 +250,11 @@ class DacDiscriminator(PreTrainedModel):
     def _init_weights(self, module: nn.Module):
         # PyTorch's default convolution init, as the released discriminator: nothing to override.
         pass
+
+    @property
+    def minimum_length(self) -> int:
+        """Length in samples from which it takes every length of audio (longer than the longest reflect padding)."""
+        return max(discriminator.minimum_length for discriminator in self.discriminators)
 
     @staticmethod
     def normalize(audio: torch.Tensor) -> torch.Tensor:
