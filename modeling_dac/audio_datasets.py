@@ -50,8 +50,16 @@ def _is_saved_dataset(path: Path) -> bool:
 
 
 def _pick_split(dataset, split: str | None, source: str):
-    """`dataset[split]` of a `DatasetDict` (or any dict by split); a dataset without splits as it is."""
+    """
+    `dataset[split]` of a `DatasetDict` (or any dict by split); a dataset without splits as it is, for no split or
+    `train` (the training default, which names a whole folder without split names too).
+    """
     if not isinstance(dataset, dict):  # DatasetDict and IterableDatasetDict are dicts
+        if split not in (None, "train"):
+            raise ValueError(
+                f"Dataset {source} has no splits, so split {split!r} cannot be chosen from it; pass no split (or "
+                "`train`) to use all of it."
+            )
         return dataset
     if split is None and len(dataset) == 1:
         return next(iter(dataset.values()))
@@ -147,7 +155,8 @@ def load_audio_dataset(
 
     In a folder, when file and folder names that name splits, as in hub repos, account for every file, they make
     splits (`train/*.wav`, `test/*.wav`, `data/train-*.parquet`). `split` picks a split when the source has
-    several (a source with one split needs none; an unknown split is an error); `column` names the
+    several (a source with one split needs none; an unknown split is an error, and a source without splits, such
+    as an audio file or a saved `Dataset`, takes only `None` or `"train"`); `column` names the
     audio column (default: the first `Audio` feature, else `"audio"`). Audio features are read undecoded (on a
     stream, declared as their `{"bytes", "path"}` struct); so are audio columns written without the `Audio`
     metadata (`{"bytes", "path"}` structs or file paths, as pyarrow or pandas write them). Other columns are
@@ -172,7 +181,7 @@ def load_audio_dataset(
         data_files = {split: [glob.escape(file) for file in files] for split, files in files_by_split.items()}
         dataset = _pick_split(load_dataset("parquet", data_files=data_files, streaming=streaming), split, source)
     elif path.is_dir() or (path.is_file() and path.suffix.lower() in audio_io.AUDIO_EXTENSIONS):
-        files = _pick_split(_files_by_split(path, audio_files_under(path)), split, source) if path.is_dir() else [path]
+        files = _pick_split(_files_by_split(path, audio_files_under(path)) if path.is_dir() else [path], split, source)
         # Absolute but not resolved: a symbolic link keeps its own name (a hub snapshot links every file to a
         # content-addressed blob), so that records stay known by their path in the folder.
         columns = {"audio": [os.path.abspath(file) for file in files]}
@@ -190,7 +199,8 @@ def load_audio_dataset(
                 f"{source} is not a local audio file, audio folder, parquet file or saved dataset, and it could "
                 f"not be loaded as a hub dataset: {error}"
             ) from error
-        dataset = _pick_split(loaded, split, source)
+        # Given a split, load_dataset returns that split alone.
+        dataset = loaded if split is not None else _pick_split(loaded, split, source)
     column = _audio_column(dataset, column, source)
     if isinstance(dataset, IterableDataset) and dataset.features is not None:
         return _undecoded_stream(dataset, column, keep_columns)

@@ -373,6 +373,23 @@ def test_parquet_and_saved_datasets_decode_like_the_files(workspace, tmp_path):
         load_audio_dataset(str(tmp_path / "clips.parquet"), split="test")
 
 
+def test_sources_without_splits_refuse_any_split_but_train(workspace, tmp_path, monkeypatch):
+    import datasets
+
+    _, dataset = _dataset_of_clips(workspace)
+    dataset.save_to_disk(str(tmp_path / "saved"))
+    clip = str(workspace / "clips" / "a_tone.wav")
+    for source, rows in ((str(tmp_path / "saved"), 2), (clip, 1)):
+        for split in (None, "train"):  # the default of the commands and of training
+            assert len(load_audio_dataset(source, split=split)) == rows
+        for streaming in (False, True):
+            with pytest.raises(ValueError, match=f"Dataset {re.escape(source)} has no splits, so split 'test'"):
+                load_audio_dataset(source, split="test", streaming=streaming)
+    # Given a split, load_dataset returns that split alone: a hub dataset's split is no split-less dataset.
+    monkeypatch.setattr(datasets, "load_dataset", lambda *args, **kwargs: dataset)
+    assert len(load_audio_dataset("someone/clips", split="validation")) == 2
+
+
 def test_parquet_folders_keep_the_splits_their_file_names_give(workspace, tmp_path):
     from datasets import Audio
 

@@ -59,8 +59,9 @@ def test_source_spec_parsing():
     assert DacDatasetSource.parse("data/folder") == DacDatasetSource("data/folder")
     with pytest.raises(ValueError, match="not one of"):
         DacDatasetSource.parse("org/speech,rate=3")
-    with pytest.raises(ValueError, match="weight must be positive"):
-        DacDatasetSource.parse("org/speech,weight=0")
+    for weight in ("0", "-1", "abc", "", "nan", "inf"):
+        with pytest.raises(ValueError, match=f"entry 'org/speech,weight={weight}': option weight= must be a positive"):
+            DacDatasetSource.parse(f"org/speech,weight={weight}")
 
 
 def test_local_folder_and_parquet_sources(tmp_path, tones):
@@ -81,6 +82,11 @@ def test_local_folder_and_parquet_sources(tmp_path, tones):
 
     streamed = load_source(DacDatasetSource(str(tones[0].parent)), streaming=True)
     assert len(list(streamed)) == len(tones)
+
+    Dataset.from_dict({"audio": [str(path) for path in tones]}).save_to_disk(str(tmp_path / "saved"))
+    assert len(load_source(DacDatasetSource.parse(str(tmp_path / "saved")))) == len(tones)  # split=train
+    with pytest.raises(ValueError, match="has no splits, so split 'test' cannot be chosen"):
+        load_source(DacDatasetSource.parse(f"{tmp_path / 'saved'},split=test"))
 
 
 def test_crop_is_exact_length_loudness_normalised_and_resampled(tmp_path):
@@ -227,11 +233,13 @@ def test_streamed_unusable_records_are_replaced_within_the_batch(tmp_path, tones
     assert all(batch["audio"].abs().amax(dim=-1).min() > 0.01 for batch in batches)
 
 
-def test_validation_is_held_out_and_sources_take_turns(tmp_path):
+def test_validation_is_held_out_and_sources_take_turns(tmp_path, caplog):
     speech = write_tone_folder(tmp_path / "speech", count=5)
     music = write_tone_folder(tmp_path / "music", count=3)
     args = DacDataArguments(dataset=[str(tmp_path / "speech"), str(tmp_path / "music")], num_validation_examples=2)
-    train, validation = build_datasets(args, seed=0)
+    with caplog.at_level(logging.INFO, logger="training.data"):
+        train, validation = build_datasets(args, seed=0)
+    assert f"Validation: the first 2 of the 5 records of {tmp_path / 'speech'} (held out of training)" in caplog.text
     held_out = [row["audio"]["path"] for row in validation]
     assert held_out == [str(path) for path in speech[:2]]
     train_paths = [row["audio"]["path"] for row in train]
@@ -245,6 +253,14 @@ def test_validation_is_held_out_and_sources_take_turns(tmp_path):
     )
     train, validation = build_datasets(weighted, seed=0)
     assert len(validation) == 3
+    # The cap applies to an explicit validation set too.
+    capped = DacDataArguments(
+        dataset=[str(tmp_path / "speech")], validation_dataset=[str(tmp_path / "music")], num_validation_examples=2
+    )
+    with caplog.at_level(logging.INFO, logger="training.data"):
+        _, validation = build_datasets(capped, seed=0)
+    assert [row["audio"]["path"] for row in validation] == [str(path) for path in music[:2]]
+    assert "Validation: the first 2 of the 3 records of --validation_dataset (num_validation_examples=2)." in caplog.text
     parents = [Path(row["audio"]["path"]).parent.name for row in train]
     assert parents.count("music") > parents.count("speech")
 

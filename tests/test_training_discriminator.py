@@ -65,6 +65,29 @@ def test_output_structure_and_shapes(tiny_discriminator):
         assert logits.shape == (3, 1, frames, sum(reduced))
 
 
+def test_minimum_length_is_where_every_length_is_taken(tiny_discriminator):
+    # The 256-sample window pads by 96 samples plus up to 63: 144 samples are too few, 145 and more are enough.
+    assert tiny_discriminator.minimum_length == 145
+    with pytest.raises(RuntimeError, match="[Pp]adding size should be less than"):
+        tiny_discriminator(torch.randn(1, 1, 144))
+    for length in range(145, 145 + 64):
+        tiny_discriminator(torch.randn(1, 1, length))
+
+
+def test_bf16_autocast_on_cpu_matches_float32(tiny_discriminator):
+    # The 128-sample window's lowest band is 6 bins wide, 2 after two strided layers: oneDNN's bf16 convolution
+    # returns garbage for the third one on an AMX CPU unless it runs in float32.
+    audio = torch.randn(8, 1, 2048, generator=torch.Generator().manual_seed(0))
+    reference = tiny_discriminator(audio)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output = tiny_discriminator(audio)
+    pairs = list(zip(output.logits, reference.logits))
+    pairs += [pair for maps in zip(output.feature_maps, reference.feature_maps) for pair in zip(*maps)]
+    for bf16, float32 in pairs:
+        assert bf16.dtype == torch.bfloat16
+        assert (bf16.float() - float32).abs().max() <= 0.05 * float32.abs().max()
+
+
 def test_complex_spectrogram_frames_are_aligned_like_a_strided_convolution():
     fft_size, hop = 256, 64
     discriminator = DacMultiBandDiscriminator(fft_size, [0.0, 1.0], channels=2)

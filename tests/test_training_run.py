@@ -2,6 +2,7 @@
 
 import importlib.util
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -158,6 +159,38 @@ def test_repeated_nan_losses_stop_the_run_with_the_step(tmp_path, tones, caplog)
         train(tones, tmp_path / "nan_run", "--init_from", str(model_dir), "--max_steps", "10",
               "--max_consecutive_nonfinite_steps", "3", "--report_to", "none")
     assert "Step 1: skipped the discriminator and generator updates: non-finite discriminator loss" in caplog.text
+
+
+def test_crops_too_short_for_the_stft_windows_are_refused_before_reading_data(tmp_path, tones):
+    with pytest.raises(ValueError, match="--sample_duration gives crops of 32 samples \\(0.002 s\\), but the training "
+                       "losses and the discriminator need at least 1025 for their STFT windows: use "
+                       "--sample_duration 0.066 or more"):
+        train(tmp_path / "no_data", tmp_path / "run", "--sample_duration", "0.001")
+    with pytest.raises(ValueError, match="--validation_duration gives crops of 160 samples .* use "
+                       "--validation_duration 0.066 or more"):
+        train(tones, tmp_path / "run", "--validation_duration", "0.01")
+    # A 2048-sample discriminator window needs more than the mel loss: 1153 samples, 37 hops of 32.
+    flags = ["--discriminator_fft_sizes", "2048", "--num_validation_examples", "0", "--report_to", "none"]
+    with pytest.raises(ValueError, match="need at least 1153 for their STFT windows: use --sample_duration 0.074 or"):
+        train(tones, tmp_path / "run", "--sample_duration", "0.066", *flags)
+    assert not (tmp_path / "run").exists()
+    train(tones, tmp_path / "run", "--sample_duration", "0.074", "--max_steps", "1", *flags)
+    assert (tmp_path / "run" / "final").is_dir()
+
+
+def test_bf16_mixed_precision_on_cpu_trains_with_finite_losses(tmp_path, tones):
+    # The tiny recipe's 128-sample STFT window narrows its lowest band to 2 bins, where oneDNN's bf16 strided
+    # convolution (an AMX CPU) returns garbage. A fresh interpreter: Accelerate keeps its first precision.
+    argv = [sys.executable, str(REPO / "training" / "train.py"), "--config", TINY, "--dataset", str(tones),
+            "--output_dir", str(tmp_path / "run"), "--max_steps", "6", "--logging_steps", "1", "--eval_steps", "6",
+            "--mixed_precision", "bf16", "--report_to", "tensorboard"]
+    result = subprocess.run(argv, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "skipped the" not in result.stderr
+    scalars, _, _ = read_events(tmp_path / "run")
+    assert scalars["data/nonfinite_steps"][6] == 0
+    for tag in ("loss/discriminator", "loss/generator", "grad_norm/discriminator", "validation/mel_distance"):
+        assert all(math.isfinite(value) for value in scalars[tag].values()), tag
 
 
 @pytest.mark.parametrize(

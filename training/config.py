@@ -119,14 +119,20 @@ class DacDataArguments:
         default_factory=list,
         metadata={
             "action": "extend",
-            "help": "Held-out audio, same syntax as --dataset. Without it, the first --num_validation_examples "
-            "records of the first training source are held out.",
+            "help": "Held-out audio, same syntax as --dataset; validation uses its first --num_validation_examples "
+            "records. Without it, that many records of the first training source are held out.",
         },
     )
     streaming: bool = field(default=False, metadata={"help": "Stream the datasets instead of downloading them."})
     sample_duration: float = field(default=0.38, metadata={"help": "Training crop length in seconds."})
     validation_duration: float = field(default=5.0, metadata={"help": "Validation clip length in seconds."})
-    num_validation_examples: int = field(default=250, metadata={"help": "Number of validation clips."})
+    num_validation_examples: int = field(
+        default=250,
+        metadata={
+            "help": "Number of validation clips, which bounds the cost of validation: the first records of "
+            "--validation_dataset, or else of the first --dataset (held out of training)."
+        },
+    )
     loudness_target: float = field(default=-16.0, metadata={"help": "Loudness every example is normalised to (LUFS)."})
     loudness_cutoff: float = field(
         default=-40.0, metadata={"help": "Crops quieter than this (LUFS) are redrawn; a clip without one is skipped."}

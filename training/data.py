@@ -85,10 +85,18 @@ class DacDatasetSource:
                 raise ValueError(
                     f"Dataset entry {spec!r}: option {option!r} is not one of name=, split=, column=, weight=."
                 )
-            values[key] = float(value) if key == "weight" else value
-        if values.get("weight", 1.0) <= 0:
-            raise ValueError(f"Dataset entry {spec!r}: weight must be positive.")
+            values[key] = _positive_weight(spec, value) if key == "weight" else value
         return cls(source=source, **values)
+
+
+def _positive_weight(spec: str, text: str) -> float:
+    try:
+        weight = float(text)
+    except ValueError:
+        weight = math.nan  # refused below, with the same message
+    if not (math.isfinite(weight) and weight > 0):
+        raise ValueError(f"Dataset entry {spec!r}: option weight= must be a positive number, got {text!r}.")
+    return weight
 
 
 def load_source(source: DacDatasetSource, streaming: bool = False) -> Dataset | IterableDataset:
@@ -108,8 +116,8 @@ def _mix(datasets: list, weights: list[float], seed: int) -> Dataset | IterableD
 
 def build_datasets(data_args, seed: int) -> tuple[Dataset | IterableDataset, Dataset | list]:
     """
-    The mixed training dataset and the validation records. Without `--validation_dataset`, the first
-    `num_validation_examples` records of the first training source are held out of training.
+    The mixed training dataset and the validation records: the first `num_validation_examples` records of
+    `--validation_dataset`, or without it of the first training source, which are then held out of training.
     """
     if not data_args.dataset:
         raise ValueError("No training data: pass --dataset (a hub id, a folder of audio files or parquet).")
@@ -119,9 +127,12 @@ def build_datasets(data_args, seed: int) -> tuple[Dataset | IterableDataset, Dat
     if data_args.validation_dataset:
         validation_sources = [DacDatasetSource.parse(spec) for spec in data_args.validation_dataset]
         validation = [load_source(source, data_args.streaming) for source in validation_sources]
-        validation_records = _first_records(_mix(validation, [s.weight for s in validation_sources], seed), held_out)
+        validation_source = _mix(validation, [s.weight for s in validation_sources], seed)
+        validation_records = _first_records(validation_source, held_out)
+        origin = "--validation_dataset"
     else:
-        first = datasets[0]
+        first = validation_source = datasets[0]
+        origin = f"{sources[0].source} (held out of training)"
         if isinstance(first, Dataset) and len(first) <= held_out:
             raise ValueError(
                 f"{sources[0].source} has {len(first)} records, too few to hold out num_validation_examples="
@@ -135,6 +146,11 @@ def build_datasets(data_args, seed: int) -> tuple[Dataset | IterableDataset, Dat
             # the held-out records of the first shard would reach training.
             held_out_audio = [row["audio"] for row in validation_records]
             datasets[0] = first.filter(lambda row: row["audio"] not in held_out_audio)
+    total = f" of the {len(validation_source)}" if isinstance(validation_source, Dataset) else ""
+    logger.info(
+        f"Validation: the first {len(validation_records)}{total} records of {origin} "
+        f"(num_validation_examples={held_out})."
+    )
     return _mix(datasets, [source.weight for source in sources], seed), validation_records
 
 

@@ -99,6 +99,28 @@ def _weight_normed_conv2d(*args, **kwargs) -> nn.Conv2d:
     return weight_norm(nn.Conv2d(*args, **kwargs), name="weight", dim=0)
 
 
+def _runs_in_bfloat16_on_cpu(hidden_states: torch.Tensor) -> bool:
+    if hidden_states.device.type != "cpu":
+        return False
+    autocast_bf16 = torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    return autocast_bf16 or hidden_states.dtype == torch.bfloat16
+
+
+def _band_convolution(conv: nn.Conv2d, hidden_states: torch.Tensor) -> torch.Tensor:
+    """
+    `conv(hidden_states)`, in float32 for a convolution strided along at most 2 bins that would run in bf16 on a
+    CPU: there oneDNN's bf16 convolution (torch 2.13 on an AMX Xeon) returns garbage for such inputs (errors up to
+    1e37, or NaN), which the lowest band of a short window (128 samples: 6 bins) reaches after two strided layers.
+    """
+    if conv.stride[1] == 1 or hidden_states.shape[-1] > 2 or not _runs_in_bfloat16_on_cpu(hidden_states):
+        return conv(hidden_states)
+    with torch.autocast("cpu", enabled=False):
+        output = F.conv2d(
+            hidden_states.float(), conv.weight.float(), conv.bias.float(), conv.stride, conv.padding, conv.dilation
+        )
+    return output.to(hidden_states.dtype)
+
+
 class DacPeriodDiscriminator(nn.Module):
     """Judges the waveform folded into `(samples / period, period)`: 2D convolutions along time only."""
 
@@ -112,6 +134,11 @@ class DacPeriodDiscriminator(nn.Module):
             for c_in, c_out, stride in zip(in_channels, channels, strides)
         )
         self.conv_post = _weight_normed_conv2d(channels[-1], 1, kernel_size=(3, 1), padding=(1, 0))
+
+    @property
+    def minimum_length(self) -> int:
+        """Length in samples from which it takes every length: it reflect-pads by up to a whole period."""
+        return self.period + 1
 
     def forward(self, audio: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         # As released: always pads, by a whole period when the length already is a multiple of it.
@@ -150,6 +177,15 @@ class DacMultiBandDiscriminator(nn.Module):
         self.band_convs = nn.ModuleList(band_stack() for _ in self.bands)
         self.conv_post = _weight_normed_conv2d(channels, 1, (3, 3), (1, 1), padding=(1, 1))
 
+    @property
+    def minimum_length(self) -> int:
+        """
+        Length in samples from which it takes every length: `spectrogram` reflect-pads `length` samples by
+        `(fft_size - hop) / 2` plus what makes a whole number of hops, which must be less than `length`.
+        """
+        side_padding, hop = (self.fft_size - self.hop_length) // 2, self.hop_length
+        return 1 + max(length for length in range(1, side_padding + hop) if side_padding + -length % hop >= length)
+
     def spectrogram(self, audio: torch.Tensor) -> torch.Tensor:
         """`(batch, 1, samples)` -> `(batch, 2, ceil(samples / hop), bins)`, frames aligned like a strided conv."""
         length = audio.shape[-1]
@@ -174,7 +210,7 @@ class DacMultiBandDiscriminator(nn.Module):
         for (low, high), stack in zip(self.bands, self.band_convs):
             hidden_states = spectrogram[..., low:high]
             for conv in stack:
-                hidden_states = F.leaky_relu(conv(hidden_states), 0.1)
+                hidden_states = F.leaky_relu(_band_convolution(conv, hidden_states), 0.1)
                 feature_maps.append(hidden_states)
             band_outputs.append(hidden_states)
         return self.conv_post(torch.cat(band_outputs, dim=-1)), feature_maps
@@ -214,6 +250,11 @@ class DacDiscriminator(PreTrainedModel):
     def _init_weights(self, module: nn.Module):
         # PyTorch's default convolution init, as the released discriminator: nothing to override.
         pass
+
+    @property
+    def minimum_length(self) -> int:
+        """Length in samples from which it takes every length of audio (longer than the longest reflect padding)."""
+        return max(discriminator.minimum_length for discriminator in self.discriminators)
 
     @staticmethod
     def normalize(audio: torch.Tensor) -> torch.Tensor:

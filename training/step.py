@@ -88,6 +88,14 @@ class DacGanStep:
         self.mel_distance = DacMelDistance(sampling_rate).to(accelerator.device)
         self.stft_distance = DacStftDistance().to(accelerator.device)
 
+    @property
+    def minimum_length(self) -> int:
+        """Length in samples from which the losses (and the discriminator, when it is trained) take every length."""
+        lengths = [self.mel_distance.minimum_length, self.stft_distance.minimum_length]
+        if self.args.trains_discriminator:
+            lengths.append(self.accelerator.unwrap_model(self.discriminator).minimum_length)
+        return max(lengths)
+
     def _finite_everywhere(self, *values: torch.Tensor) -> bool:
         finite = torch.stack([torch.isfinite(value.detach()).all() for value in values]).all().float().reshape(1)
         if self.accelerator.num_processes > 1:

@@ -355,6 +355,19 @@ def _cropper(
     )
 
 
+def _check_crop_length(option: str, cropper: DacAudioCropper, minimum_length: int, hop_length: int, needed_by: str):
+    """Refuses crops shorter than `minimum_length` samples, naming the shortest `option` (seconds) that is enough."""
+    if cropper.num_samples >= minimum_length:
+        return
+    # Rounded up to 0.1 ms, so that the duration named gives crops that are long enough.
+    shortest = math.ceil(math.ceil(minimum_length / hop_length) * hop_length / cropper.sampling_rate * 1e4) / 1e4
+    raise ValueError(
+        f"--{option} gives crops of {cropper.num_samples} samples ({cropper.num_samples / cropper.sampling_rate:g} "
+        f"s), but {needed_by} need at least {minimum_length} for their STFT windows: use --{option} {shortest:g} "
+        "or more."
+    )
+
+
 def _validation_loader(dataset: DacValidationDataset, accelerator: Accelerator, training_args: DacTrainingArguments):
     """This process's share of the validation clips (every `num_processes`-th), in fixed batches."""
     return torch.utils.data.DataLoader(
@@ -387,16 +400,34 @@ def _train(model_args: DacModelArguments, data_args: DacDataArguments, training_
     generator, discriminator, optimizer_g, optimizer_d = accelerator.prepare(
         generator, discriminator, optimizer_g, optimizer_d
     )
+    gan_step = DacGanStep(
+        accelerator, generator, discriminator, optimizer_g, optimizer_d, scheduler_g, scheduler_d,
+        training_args, sampling_rate,
+    )
+    validation_mel = DacMelDistance(sampling_rate, reduction="none").to(accelerator.device)
+    validation_stft = DacStftDistance(reduction="none").to(accelerator.device)
+    model_config = accelerator.unwrap_model(generator).config
+    training_cropper = _cropper(data_args, model_config, data_args.sample_duration)
+    # Rounded down, so that clips cut to exactly `validation_duration` are long enough.
+    validation_cropper = _cropper(
+        data_args, model_config, data_args.validation_duration, lambda frames: math.floor(frames + 1e-9)
+    )
+    # Before any data is read: a crop too short for an STFT window would otherwise fail at the first step.
+    _check_crop_length(
+        "sample_duration", training_cropper, gan_step.minimum_length, model_config.hop_length,
+        "the training losses and the discriminator",
+    )
+    if data_args.num_validation_examples > 0:
+        _check_crop_length(
+            "validation_duration", validation_cropper,
+            max(validation_mel.minimum_length, validation_stft.minimum_length), model_config.hop_length,
+            "the validation metrics",
+        )
     progress = TrainingProgress()
     # Saved with every checkpoint (training_state.json); the order is that of checkpoints of earlier versions.
     training_state = {"generator_scheduler": scheduler_g, "discriminator_scheduler": scheduler_d, "progress": progress}
 
     train_records, validation_records = build_datasets(data_args, training_args.seed)
-    model_config = accelerator.unwrap_model(generator).config
-    # Rounded down, so that clips cut to exactly `validation_duration` are long enough.
-    validation_cropper = _cropper(
-        data_args, model_config, data_args.validation_duration, lambda frames: math.floor(frames + 1e-9)
-    )
     validation_dataset = DacValidationDataset(validation_records, validation_cropper, training_args.seed)
     validation_loader = _validation_loader(validation_dataset, accelerator, training_args)
 
@@ -413,7 +444,7 @@ def _train(model_args: DacModelArguments, data_args: DacDataArguments, training_
 
     train_loader = build_training_dataloader(
         train_records,
-        _cropper(data_args, model_config, data_args.sample_duration),
+        training_cropper,
         seed=training_args.seed,
         per_process_batch_size=per_process_batch_size,
         start_step=progress.step,
@@ -422,12 +453,6 @@ def _train(model_args: DacModelArguments, data_args: DacDataArguments, training_
         num_workers=data_args.num_workers,
         shuffle_buffer_size=data_args.shuffle_buffer_size,
     )
-    gan_step = DacGanStep(
-        accelerator, generator, discriminator, optimizer_g, optimizer_d, scheduler_g, scheduler_d,
-        training_args, sampling_rate,
-    )
-    validation_mel = DacMelDistance(sampling_rate, reduction="none").to(accelerator.device)
-    validation_stft = DacStftDistance(reduction="none").to(accelerator.device)
     hyperparameters = arguments_as_dict(model_args, data_args, training_args)
     accelerator.init_trackers(training_args.project_name, {k: _loggable(v) for k, v in hyperparameters.items()})
 
