@@ -171,6 +171,16 @@ def test_unloadable_model_is_a_clear_error(audio_tree, tmp_path, capsys):
     assert "(there is no local directory no-such-model-dir either)" in capsys.readouterr().err
 
 
+def test_a_model_path_under_the_home_directory_is_expanded(audio_tree, tmp_path, model_dir, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home" / "models").mkdir(parents=True)
+    (tmp_path / "home" / "models" / "tiny").symlink_to(model_dir)
+    # `--model=~/...` as one word: the shell leaves the `~` to us.
+    arguments = ["encode", str(audio_tree / "a.wav"), "-o", str(tmp_path / "a.dac"), "--model=~/models/tiny"]
+    assert main(arguments + ["--no-progress"]) == 0
+    assert DacFile.load(tmp_path / "a.dac").metadata.model_name == "tiny"
+
+
 def test_every_model_command_defaults_to_the_reference_checkpoint(audio_tree, tmp_path, capsys):
     from modeling_dac.cli import build_parser
 
