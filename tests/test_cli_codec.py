@@ -98,6 +98,10 @@ def test_outputs_that_cannot_be_directories_are_refused(audio_tree, tmp_path):
     with pytest.raises(ValueError, match="names a .opus file, but this command writes .flac, .wav files"):
         plan_jobs([a_wav], str(tmp_path / "a.opus"), AUDIO_SUFFIXES, ".wav", False, [".wav", ".flac"])
     with pytest.raises(ValueError, match="reads as a file name, but several inputs need an output directory"):
+        plan_jobs([a_wav, str(audio_tree / "b.flac")], str(tmp_path / "codes.dac"), AUDIO_SUFFIXES, ".dac")
+    with pytest.raises(
+        ValueError, match=re.escape(f"file name, but the input {audio_tree} is a directory, whose files need an output")
+    ):
         plan_jobs([str(audio_tree)], str(tmp_path / "codes.dac"), AUDIO_SUFFIXES, ".dac")
     with pytest.raises(ValueError, match="is an existing file; the output here must be a directory"):
         plan_jobs([str(audio_tree / "live")], str(audio_tree / "notes.txt"), AUDIO_SUFFIXES, ".dac")

@@ -52,7 +52,8 @@ def _check_output_directory(output_path: Path, sources: list[Path], file_output_
             f"output {output_path} names a {output_path.suffix} file, but this command writes "
             f"{', '.join(sorted(file_output_suffixes))} files; end the name with one of those, or give a directory."
         )
-    raise ValueError(f"output {output_path} reads as a file name, but several inputs need an output directory.")
+    inputs = f"the input {sources[0]} is a directory, whose files" if len(sources) == 1 else "several inputs"
+    raise ValueError(f"output {output_path} reads as a file name, but {inputs} need an output directory.")
 
 
 def plan_jobs(
