@@ -12,6 +12,7 @@ import contextlib
 import math
 import os
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -69,6 +70,17 @@ def _as_audio(audio) -> np.ndarray:
     return audio
 
 
+def _warn_beyond_full_scale(peak: float, name) -> None:
+    """Warn that audio peaking above 1, which the model does not reproduce, is encoded without normalisation."""
+    if peak > 1.0:
+        warnings.warn(
+            f"{name} peaks at {peak:.3g} ({20 * math.log10(peak):+.1f} dBFS), beyond full scale: the model "
+            "reproduces audio within [-1, 1], and louder audio decodes quieter and distorted. Encode it with "
+            "normalize_loudness=True (dac encode --normalize-loudness), or scale it into [-1, 1] first.",
+            stacklevel=3,
+        )
+
+
 def _model_name(model: nn.Module) -> str | None:
     """What the model was loaded from, for the .dac metadata: a hub id, or a local directory's name."""
     name = str(getattr(model.config, "name_or_path", "") or "").rstrip("/")
@@ -91,7 +103,8 @@ def compress(
     Args:
         model: a `DacModel` (runs in eval mode).
         audio (`np.ndarray` or `torch.Tensor` of shape `(channels, samples)` or `(samples,)`):
-            float audio in [-1, 1] or integer PCM (int8/16/32, uint8); each channel is encoded separately.
+            float audio in [-1, 1] or integer PCM (int8/16/32, uint8); each channel is encoded separately. Float
+            audio peaking above 1 is encoded as it is, with a warning, unless `normalize_loudness` scales it.
         sampling_rate: rate of `audio` in Hz; it is resampled (soxr) to the model's rate if different.
         n_quantizers: codebooks to keep, all when `None`.
         normalize_loudness: scale the input to -16 LUFS first (lowered if the peak would exceed 1), and store
@@ -107,13 +120,15 @@ def compress(
     audio = _as_audio(audio)
     sampling_rate = check_positive_integer(sampling_rate, "sampling_rate", "in Hz")
     original_length = audio.shape[1]
-    loudness = None
+    peak, loudness = float(np.abs(audio).max()), None
     if normalize_loudness:
         measured = _loudness(audio, sampling_rate)
         if np.isfinite(measured):
             loudness = measured
-            gain = loudness_gain(measured, TARGET_LOUDNESS, float(np.abs(audio).max()))
+            gain = loudness_gain(measured, TARGET_LOUDNESS, peak)
             audio = (audio * gain).astype(np.float32)
+    if loudness is None:  # else the gain brought the peak within [-1, 1]
+        _warn_beyond_full_scale(peak, "the audio")
     audio = resample(audio, sampling_rate, model.config.sampling_rate)
     codes = encode_long(model, audio, n_quantizers, window_duration, batch_size, show_progress)
     return DacFile.from_codes(
@@ -313,9 +328,9 @@ def compress_file(
     with _sound_file(input_path, "r") as source:
         sampling_rate, channels = source.samplerate, source.channels
         block_frames = max(1, int(_BLOCK_SECONDS * sampling_rate))
-        gain, loudness = 1.0, None
+        gain, loudness, peak = 1.0, None, 0.0
         if normalize_loudness:
-            meter, peak = LoudnessMeter(sampling_rate, channels), 0.0
+            meter = LoudnessMeter(sampling_rate, channels)
             for block in _read_blocks(source, block_frames):
                 meter.update(block)
                 peak = max(peak, float(np.abs(block).max()))
@@ -339,6 +354,8 @@ def compress_file(
                 original_length += block.shape[1]
                 if not np.isfinite(block).all():
                     raise ValueError(f"Audio file {input_path} contains NaN or Inf samples.")
+                if not normalize_loudness:  # else measured above
+                    peak = max(peak, float(np.abs(block).max()))
                 new_codes = encoder.push(resampler(block * np.float32(gain) if gain != 1.0 else block))
                 codes.append(new_codes.int())  # half the memory of int64 while the file is read
                 progress.update(block.shape[1] / sampling_rate)
@@ -352,6 +369,8 @@ def compress_file(
             f"Audio file {input_path} is too short to encode: its {original_length} sample(s) at {sampling_rate} Hz "
             f"are less than one sample at the model's {config.sampling_rate} Hz."
         )
+    if loudness is None:  # else the gain brought the peak within [-1, 1]
+        _warn_beyond_full_scale(peak, f"Audio file {input_path}")
     dac_file = DacFile.from_codes(
         audio_codes.numpy(),
         config,

@@ -374,6 +374,18 @@ def test_normalize_loudness_is_stored_and_restored(tmp_path, model_dir):
     assert integrated_loudness(decoded.T, 16000) == pytest.approx(loudness, abs=0.1)
 
 
+def test_encode_warns_about_input_beyond_full_scale_unless_normalised(tmp_path, model_dir, capsys):
+    hot = write_audio(tmp_path / "hot.wav", 1, 8000, seed=6)
+    soundfile.write(tmp_path / "hot.wav", hot.T * np.float32(2.7 / np.abs(hot).max()), 16000, subtype="FLOAT")
+    arguments = ["encode", str(tmp_path / "hot.wav"), "-o", str(tmp_path / "hot.dac"), "--model", str(model_dir)]
+    assert main(arguments + ["--no-progress"]) == 0
+    assert capsys.readouterr().err.startswith(
+        f"dac encode: warning: Audio file {tmp_path / 'hot.wav'} peaks at 2.7 (+8.6 dBFS), beyond full scale"
+    )
+    assert main(arguments + ["--no-progress", "--overwrite", "--normalize-loudness"]) == 0
+    assert capsys.readouterr().err == ""
+
+
 def test_decode_reports_files_the_model_cannot_decode(tmp_path, model_dir, capsys):
     inputs = tmp_path / "inputs"
     inputs.mkdir()
