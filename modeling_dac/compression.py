@@ -35,6 +35,10 @@ TARGET_LOUDNESS = -16.0
 
 _BLOCK_SECONDS = 10.0  # audio read or written per step by the file functions
 
+# Sample formats that store values beyond full scale and read them back as such: float PCM and the lossy codecs
+# (checked with libsndfile 1.2.2). Every other subtype is integer PCM, or a codec of it, and clips them.
+_UNCLIPPED_SUBTYPES = frozenset({"FLOAT", "DOUBLE", "VORBIS", "OPUS", "MPEG_LAYER_III"})
+
 
 def _loudness(audio: np.ndarray, sampling_rate: int) -> float:
     """
@@ -250,8 +254,10 @@ def decompress(
     The file is first checked against the model (`DacFile.check_compatible`: a clear ValueError if the model
     cannot decode it). The codes are decoded window by window (equal to a whole-file `model.decode`),
     resampled to the original rate, cut to the original length and, if the file stores an input loudness,
-    scaled to it. Official descript-audio-codec files are decoded in the official order (see
-    `_decode_official`). Other arguments as in `compress`.
+    scaled to it. That gain has no peak limit (as in the official DAC): a loud input encoded with
+    `normalize_loudness` can come back with samples beyond [-1, 1], returned as they are. Official
+    descript-audio-codec files are decoded in the official order (see `_decode_official`). Other arguments as
+    in `compress`.
     """
     dac_file = _load_checked(model, dac_file)
     metadata = dac_file.metadata
@@ -416,8 +422,10 @@ def decompress_file(
     memory does not grow with the length; the result equals `decompress`. The format follows the extension of
     `output_path` (wav, flac, ogg, ...); `subtype` is soundfile's (e.g. "PCM_24", "FLOAT"; `None`: the format's
     default, 16-bit PCM for wav). When the file stores an input loudness, the audio goes first to a temporary
-    float file beside the output while its loudness is measured, then is scaled into the output. The output is
-    written atomically; its path is returned. Other arguments as in `compress`.
+    float file beside the output while its loudness is measured, then is scaled into the output. Samples beyond
+    [-1, 1] (see `decompress`) are clipped by integer subtypes, with one warning naming the file, the share of
+    samples clipped and the peak; "FLOAT" keeps them. The output is written atomically; its path is returned.
+    Other arguments as in `compress`.
     """
     output_path = Path(output_path)
     output_format = soundfile_format(output_path)
@@ -429,11 +437,23 @@ def decompress_file(
     )
     if metadata.loudness is not None and not _official_order(metadata):  # else it comes out scaled
         blocks = _scaled_to_loudness(blocks, metadata, output_path)
+    clipped, peak = 0, 0.0
     # Closed on any error, Ctrl-C included, so that the scaling's scratch file goes at once.
     with atomic_write_path(output_path) as temporary, contextlib.closing(blocks):
         with _sound_file(temporary, "w", name=output_path, **sink_options) as sink:
             for block in blocks:
                 sink.write(block.T)
+                magnitude = np.abs(block)
+                clipped += int(np.count_nonzero(magnitude > 1.0))
+                peak = max(peak, float(magnitude.max(initial=0.0)))
+    if clipped and sink.subtype not in _UNCLIPPED_SUBTYPES:
+        share = 100 * clipped / (metadata.original_length * metadata.channels)
+        warnings.warn(
+            f"{output_path}: {share:.3g}% of the samples exceed full scale (peak {peak:.3g}, "
+            f"{20 * math.log10(peak):+.1f} dBFS) and were clipped to [-1, 1] in its {sink.subtype} samples; a float "
+            'WAV keeps them (subtype="FLOAT"; dac decode --format wav --subtype FLOAT).',
+            stacklevel=2,
+        )
     return output_path
 
 

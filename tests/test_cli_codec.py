@@ -386,6 +386,35 @@ def test_encode_warns_about_input_beyond_full_scale_unless_normalised(tmp_path, 
     assert capsys.readouterr().err == ""
 
 
+def test_decode_warns_once_per_file_it_clips_and_float_wav_keeps_the_peaks(tmp_path, model_dir, capsys):
+    write_audio(tmp_path / "clip.wav", 2, 8000, seed=7)
+    arguments = ["--model", str(model_dir), "--no-progress"]
+    encode = ["encode", str(tmp_path / "clip.wav"), "-o", str(tmp_path / "q.dac"), "--normalize-loudness"]
+    assert main(encode + arguments) == 0
+    quiet = DacFile.load(tmp_path / "q.dac")
+    # A loud input (0 LUFS) normalised to -16 LUFS: restoring its loudness takes the audio past full scale.
+    DacFile(quiet.codes, dataclasses.replace(quiet.metadata, loudness=0.0)).save(tmp_path / "codes" / "loud.dac")
+    capsys.readouterr()
+    assert main(["decode", str(tmp_path / "codes"), "-o", str(tmp_path / "pcm")] + arguments) == 0
+    warnings = capsys.readouterr().err.splitlines()
+    assert len(warnings) == 1 and warnings[0].startswith(f"dac decode: warning: {tmp_path / 'pcm' / 'loud.wav'}: ")
+    assert re.search(r"[\d.]+% of the samples exceed full scale \(peak [\d.]+, \+[\d.]+ dBFS\)", warnings[0])
+    assert "dac decode --format wav --subtype FLOAT" in warnings[0]
+
+    float_wav = ["decode", str(tmp_path / "codes"), "-o", str(tmp_path / "float"), "--subtype", "float"]
+    assert main(float_wav + arguments) == 0
+    assert capsys.readouterr().err == ""
+    decoded, _ = soundfile.read(tmp_path / "float" / "loud.wav", dtype="float32")
+    assert soundfile.info(tmp_path / "float" / "loud.wav").subtype == "FLOAT" and np.abs(decoded).max() > 1
+
+    flac = ["decode", str(tmp_path / "codes"), "-o", str(tmp_path / "flac"), "--format", "flac", "--subtype", "FLOAT"]
+    assert main(flac + arguments) == 1  # before any work
+    assert "--subtype FLOAT cannot be written to FLAC files; they take PCM_S8, PCM_16, PCM_24." in (
+        capsys.readouterr().err
+    )
+    assert not (tmp_path / "flac").exists()
+
+
 def test_decode_reports_files_the_model_cannot_decode(tmp_path, model_dir, capsys):
     inputs = tmp_path / "inputs"
     inputs.mkdir()
