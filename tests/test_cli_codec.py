@@ -415,6 +415,22 @@ def test_decode_warns_once_per_file_it_clips_and_float_wav_keeps_the_peaks(tmp_p
     assert not (tmp_path / "flac").exists()
 
 
+def test_a_format_that_cannot_hold_the_audio_fails_before_decoding(tmp_path, model_dir, capsys, monkeypatch):
+    from modeling_dac import compression
+
+    config = DacConfig.from_pretrained("hub_configs/tiny")
+    codes = np.zeros((1, 4, 5), dtype=np.int64)
+    DacFile.from_codes(codes, config, sample_rate=96000, original_length=9600).save(tmp_path / "hi.dac")
+
+    def never(*args, **kwargs):
+        raise AssertionError("decoded before the output could be opened")
+
+    monkeypatch.setattr(compression, "iter_decode_long", never)
+    assert main(["decode", str(tmp_path / "hi.dac"), "-o", str(tmp_path / "hi.mp3"), "--model", str(model_dir)]) == 1
+    err = capsys.readouterr().err
+    assert "Cannot write audio file" in err and "MPEG-1/2/2.5 only supports sample rates" in err
+
+
 def test_decode_reports_files_the_model_cannot_decode(tmp_path, model_dir, capsys):
     inputs = tmp_path / "inputs"
     inputs.mkdir()
