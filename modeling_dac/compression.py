@@ -12,6 +12,7 @@ import contextlib
 import math
 import os
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,6 +34,10 @@ TARGET_LOUDNESS = -16.0
 """LUFS the input is normalised to when `normalize_loudness=True` (as the official DAC does)."""
 
 _BLOCK_SECONDS = 10.0  # audio read or written per step by the file functions
+
+# Sample formats that store values beyond full scale and read them back as such: float PCM and the lossy codecs
+# (checked with libsndfile 1.2.2). Every other subtype is integer PCM, or a codec of it, and clips them.
+_UNCLIPPED_SUBTYPES = frozenset({"FLOAT", "DOUBLE", "VORBIS", "OPUS", "MPEG_LAYER_III"})
 
 
 def _loudness(audio: np.ndarray, sampling_rate: int) -> float:
@@ -69,6 +74,17 @@ def _as_audio(audio) -> np.ndarray:
     return audio
 
 
+def _warn_beyond_full_scale(peak: float, name) -> None:
+    """Warn that audio peaking above 1, which the model does not reproduce, is encoded without normalisation."""
+    if peak > 1.0:
+        warnings.warn(
+            f"{name} peaks at {peak:.3g} ({20 * math.log10(peak):+.1f} dBFS), beyond full scale: the model "
+            "reproduces audio within [-1, 1], and louder audio decodes quieter and distorted. Encode it with "
+            "normalize_loudness=True (dac encode --normalize-loudness), or scale it into [-1, 1] first.",
+            stacklevel=3,
+        )
+
+
 def _model_name(model: nn.Module) -> str | None:
     """What the model was loaded from, for the .dac metadata: a hub id, or a local directory's name."""
     name = str(getattr(model.config, "name_or_path", "") or "").rstrip("/")
@@ -91,7 +107,8 @@ def compress(
     Args:
         model: a `DacModel` (runs in eval mode).
         audio (`np.ndarray` or `torch.Tensor` of shape `(channels, samples)` or `(samples,)`):
-            float audio in [-1, 1] or integer PCM (int8/16/32, uint8); each channel is encoded separately.
+            float audio in [-1, 1] or integer PCM (int8/16/32, uint8); each channel is encoded separately. Float
+            audio peaking above 1 is encoded as it is, with a warning, unless `normalize_loudness` scales it.
         sampling_rate: rate of `audio` in Hz; it is resampled (soxr) to the model's rate if different.
         n_quantizers: codebooks to keep, all when `None`.
         normalize_loudness: scale the input to -16 LUFS first (lowered if the peak would exceed 1), and store
@@ -107,13 +124,15 @@ def compress(
     audio = _as_audio(audio)
     sampling_rate = check_positive_integer(sampling_rate, "sampling_rate", "in Hz")
     original_length = audio.shape[1]
-    loudness = None
+    peak, loudness = float(np.abs(audio).max()), None
     if normalize_loudness:
         measured = _loudness(audio, sampling_rate)
         if np.isfinite(measured):
             loudness = measured
-            gain = loudness_gain(measured, TARGET_LOUDNESS, float(np.abs(audio).max()))
+            gain = loudness_gain(measured, TARGET_LOUDNESS, peak)
             audio = (audio * gain).astype(np.float32)
+    if loudness is None:  # else the gain brought the peak within [-1, 1]
+        _warn_beyond_full_scale(peak, "the audio")
     audio = resample(audio, sampling_rate, model.config.sampling_rate)
     codes = encode_long(model, audio, n_quantizers, window_duration, batch_size, show_progress)
     return DacFile.from_codes(
@@ -235,8 +254,10 @@ def decompress(
     The file is first checked against the model (`DacFile.check_compatible`: a clear ValueError if the model
     cannot decode it). The codes are decoded window by window (equal to a whole-file `model.decode`),
     resampled to the original rate, cut to the original length and, if the file stores an input loudness,
-    scaled to it. Official descript-audio-codec files are decoded in the official order (see
-    `_decode_official`). Other arguments as in `compress`.
+    scaled to it. That gain has no peak limit (as in the official DAC): a loud input encoded with
+    `normalize_loudness` can come back with samples beyond [-1, 1], returned as they are. Official
+    descript-audio-codec files are decoded in the official order (see `_decode_official`). Other arguments as
+    in `compress`.
     """
     dac_file = _load_checked(model, dac_file)
     metadata = dac_file.metadata
@@ -313,9 +334,9 @@ def compress_file(
     with _sound_file(input_path, "r") as source:
         sampling_rate, channels = source.samplerate, source.channels
         block_frames = max(1, int(_BLOCK_SECONDS * sampling_rate))
-        gain, loudness = 1.0, None
+        gain, loudness, peak = 1.0, None, 0.0
         if normalize_loudness:
-            meter, peak = LoudnessMeter(sampling_rate, channels), 0.0
+            meter = LoudnessMeter(sampling_rate, channels)
             for block in _read_blocks(source, block_frames):
                 meter.update(block)
                 peak = max(peak, float(np.abs(block).max()))
@@ -339,6 +360,8 @@ def compress_file(
                 original_length += block.shape[1]
                 if not np.isfinite(block).all():
                     raise ValueError(f"Audio file {input_path} contains NaN or Inf samples.")
+                if not normalize_loudness:  # else measured above
+                    peak = max(peak, float(np.abs(block).max()))
                 new_codes = encoder.push(resampler(block * np.float32(gain) if gain != 1.0 else block))
                 codes.append(new_codes.int())  # half the memory of int64 while the file is read
                 progress.update(block.shape[1] / sampling_rate)
@@ -352,6 +375,8 @@ def compress_file(
             f"Audio file {input_path} is too short to encode: its {original_length} sample(s) at {sampling_rate} Hz "
             f"are less than one sample at the model's {config.sampling_rate} Hz."
         )
+    if loudness is None:  # else the gain brought the peak within [-1, 1]
+        _warn_beyond_full_scale(peak, f"Audio file {input_path}")
     dac_file = DacFile.from_codes(
         audio_codes.numpy(),
         config,
@@ -397,8 +422,10 @@ def decompress_file(
     memory does not grow with the length; the result equals `decompress`. The format follows the extension of
     `output_path` (wav, flac, ogg, ...); `subtype` is soundfile's (e.g. "PCM_24", "FLOAT"; `None`: the format's
     default, 16-bit PCM for wav). When the file stores an input loudness, the audio goes first to a temporary
-    float file beside the output while its loudness is measured, then is scaled into the output. The output is
-    written atomically; its path is returned. Other arguments as in `compress`.
+    float file beside the output while its loudness is measured, then is scaled into the output. Samples beyond
+    [-1, 1] (see `decompress`) are clipped by integer subtypes, with one warning naming the file, the share of
+    samples clipped and the peak; "FLOAT" keeps them. The output is written atomically; its path is returned.
+    Other arguments as in `compress`.
     """
     output_path = Path(output_path)
     output_format = soundfile_format(output_path)
@@ -410,11 +437,23 @@ def decompress_file(
     )
     if metadata.loudness is not None and not _official_order(metadata):  # else it comes out scaled
         blocks = _scaled_to_loudness(blocks, metadata, output_path)
+    clipped, peak = 0, 0.0
     # Closed on any error, Ctrl-C included, so that the scaling's scratch file goes at once.
     with atomic_write_path(output_path) as temporary, contextlib.closing(blocks):
         with _sound_file(temporary, "w", name=output_path, **sink_options) as sink:
             for block in blocks:
                 sink.write(block.T)
+                magnitude = np.abs(block)
+                clipped += int(np.count_nonzero(magnitude > 1.0))
+                peak = max(peak, float(magnitude.max(initial=0.0)))
+    if clipped and sink.subtype not in _UNCLIPPED_SUBTYPES:
+        share = 100 * clipped / (metadata.original_length * metadata.channels)
+        warnings.warn(
+            f"{output_path}: {share:.3g}% of the samples exceed full scale (peak {peak:.3g}, "
+            f"{20 * math.log10(peak):+.1f} dBFS) and were clipped to [-1, 1] in its {sink.subtype} samples; a float "
+            'WAV keeps them (subtype="FLOAT"; dac decode --format wav --subtype FLOAT).',
+            stacklevel=2,
+        )
     return output_path
 
 

@@ -6,6 +6,8 @@ containers and tensors, so it is read with `torch.load(weights_only=True)`: noth
 Transformers-port checkpoints need no conversion: their layout is ours, and `DacModel.from_pretrained` loads them.
 """
 
+import pickle
+import zipfile
 from pathlib import Path
 
 import torch
@@ -136,7 +138,18 @@ def _read_official_checkpoint(path: str | Path) -> tuple[dict, dict]:
         raise ValueError(f"No checkpoint file at {path}.")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises UnpicklingError, RuntimeError or EOFError depending on the damage
+    except Exception as error:  # torch raises UnpicklingError, RuntimeError, EOFError, KeyError... by the damage
+        if not zipfile.is_zipfile(path):
+            # torch.load reads such bytes as its pre-1.6 pickle format, which fails with meaningless errors
+            # (KeyError: 101 for a text file).
+            raise ValueError(
+                f"{path} is not a PyTorch checkpoint (or is truncated): torch.save writes a zip archive, and this "
+                "file is neither one nor a checkpoint in PyTorch's older format."
+            ) from error
+        if not isinstance(error, pickle.UnpicklingError):
+            raise ValueError(
+                f"{path} is a zip archive but not a readable PyTorch checkpoint: {_load_failure_reason(error)}."
+            ) from error
         raise ValueError(
             f"{path} is not a plain DAC checkpoint: torch.load with weights_only=True refused it "
             f"({_load_failure_reason(error)}). Nothing in it was run; an official .pth holds only tensors and plain "

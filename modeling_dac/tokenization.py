@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import uuid
+import warnings
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,6 +49,9 @@ __all__ = [
 
 STEREO_POLICIES = ("mean", "first", "fold")
 _TEMPORARY_SUFFIX = ".tmp"
+# While skipping, the mapped rows say here why a clip was left out (null for the clips encoded): stored with the
+# rows, the reasons survive a map served from datasets' cache.
+_SKIPPED_COLUMN = "__tokenize_skipped__"
 _MAX_INT16_CODEBOOK_SIZE = 2**15
 
 
@@ -171,6 +175,7 @@ def tokenize_dataset(
     codes_column: str = "audio_codes",
     device: str | torch.device | None = None,
     cache_file_name: str | os.PathLike | None = None,
+    skipped: list[dict] | None = None,
 ) -> Dataset | IterableDataset:
     """Replace the audio column of ``dataset`` by DAC codes, batched with `datasets.map`.
 
@@ -195,13 +200,17 @@ def tokenize_dataset(
         cache_file_name: for a `Dataset`, the Arrow file the codes are written to (`Dataset.map`'s option).
             By default datasets puts it beside the dataset's own cache files, i.e. inside a `save_to_disk`
             source, which fails if that is read-only.
+        skipped: what to do with a record that cannot be tokenized (unreadable, empty, too short to resample).
+            ``None`` (default): raise a ValueError naming it. A list: leave the record out with a warning, and
+            append ``{"name": file or description, "reason": ...}`` to the list, for a `Dataset` here, for an
+            `IterableDataset` as it is iterated.
 
     Returns:
         The dataset with ``codes_column`` (int16 ``[n_quantizers, frames]``, see `tokenized_features`) and
         ``n_frames`` (int32, ``ceil(samples / hop_length)`` at the model's rate). Rows hold Python lists and ints
         (numpy arrays for a stream without declared features, whose types are inferred from them).
     """
-    from datasets import Audio, Dataset, IterableDataset
+    from datasets import Audio, Dataset, IterableDataset, Value
 
     if not isinstance(dataset, (Dataset, IterableDataset)):
         raise ValueError(f"dataset must be a datasets.Dataset or IterableDataset, got {type(dataset).__name__}")
@@ -236,7 +245,7 @@ def tokenize_dataset(
     def tokenize_batch(batch: dict) -> dict:
         if audio_column not in batch:  # a streaming dataset without declared features is only checked here
             raise ValueError(f"the dataset has no column {audio_column!r}; its columns are {list(batch)}")
-        rows, channel_counts = [], []
+        rows, channel_counts, skip_reasons = [], [], []
         for record in batch[audio_column]:
             try:
                 audio, record_rate = read_audio_record(record)
@@ -244,37 +253,67 @@ def tokenize_dataset(
                     raise ValueError("it holds no samples")
                 channels = audio_io.resample(_channels(audio, stereo), record_rate, sampling_rate)
             except ValueError as error:
-                raise ValueError(f"cannot tokenize {_record_name(record)}: {error}") from error
+                if skipped is None:
+                    raise ValueError(f"cannot tokenize {_record_name(record)}: {error}") from error
+                skip_reasons.append({"name": _record_name(record), "reason": str(error)})
+                channel_counts.append(None)
+                continue
             rows.extend(channels)
             channel_counts.append(len(channels))
+            skip_reasons.append(None)
         codes = [row.cpu().numpy().astype(codes_dtype) for row in encode_clips(model, rows, n_quantizers)]
         clip_codes, start = [], 0
         for count in channel_counts:
+            if count is None:  # a skipped record: an empty placeholder, filtered out below
+                clip_codes.append(np.zeros((0,) * (3 if stereo == "fold" else 2), dtype=codes_dtype))
+                continue
             clip_codes.append(np.stack(codes[start : start + count]) if stereo == "fold" else codes[start])
             start += count
         n_frames = np.array([clip.shape[-1] for clip in clip_codes], dtype=np.int32)  # int32 also when inferred
         if as_lists:
-            return {codes_column: [clip.tolist() for clip in clip_codes], "n_frames": n_frames.tolist()}
-        return {codes_column: clip_codes, "n_frames": n_frames}
+            columns = {codes_column: [clip.tolist() for clip in clip_codes], "n_frames": n_frames.tolist()}
+        else:
+            columns = {codes_column: clip_codes, "n_frames": n_frames}
+        if skipped is not None:
+            columns[_SKIPPED_COLUMN] = skip_reasons
+        return columns
+
+    def keep_tokenized(reasons: list) -> list[bool]:
+        for reason in reasons:
+            if reason is not None:
+                warnings.warn(f"skipped {reason['name']}: {reason['reason']}")
+                skipped.append(reason)
+        return [reason is None for reason in reasons]
 
     removed = [] if keep_audio else [audio_column]
     output_features = None
     if features is not None:
         kept = {name: feature for name, feature in features.items() if name not in removed}
         output_features = tokenized_features(model.config, stereo, kept, codes_column)
+        if skipped is not None:
+            output_features[_SKIPPED_COLUMN] = {"name": Value("string"), "reason": Value("string")}
     map_options = {"batched": True, "batch_size": batch_size, "remove_columns": removed, "features": output_features}
     if streaming:
         if cache_file_name is not None:
             raise ValueError("cache_file_name applies to a Dataset; an IterableDataset is mapped as it is iterated")
-        return dataset.map(tokenize_batch, **map_options)
-    options = {"audio_column": audio_column, "n_quantizers": n_quantizers, "stereo": stereo, "keep": keep_audio}
-    return dataset.map(
-        tokenize_batch,
-        **map_options,
-        new_fingerprint=_fingerprint(dataset, model, {**options, "codes_column": codes_column}),
-        cache_file_name=None if cache_file_name is None else str(cache_file_name),
-        desc="Tokenizing audio",
-    )
+        tokenized = dataset.map(tokenize_batch, **map_options)
+    else:
+        options = {"audio_column": audio_column, "n_quantizers": n_quantizers, "stereo": stereo, "keep": keep_audio}
+        options |= {"codes_column": codes_column, "skip": skipped is not None}
+        tokenized = dataset.map(
+            tokenize_batch,
+            **map_options,
+            new_fingerprint=_fingerprint(dataset, model, options),
+            cache_file_name=None if cache_file_name is None else str(cache_file_name),
+            desc="Tokenizing audio",
+        )
+    if skipped is None:
+        return tokenized
+    # In memory (only the indices of the rows kept), so that a cached map's skipped records are reported again.
+    filter_options = {} if streaming else {"keep_in_memory": True, "desc": "Leaving out skipped records"}
+    tokenized = tokenized.filter(keep_tokenized, input_columns=[_SKIPPED_COLUMN], batched=True, **filter_options)
+    # A list: IterableDataset.remove_columns drops every column named by a character of a plain string.
+    return tokenized.remove_columns([_SKIPPED_COLUMN])
 
 
 def _record_name(record) -> str:

@@ -98,6 +98,10 @@ def test_outputs_that_cannot_be_directories_are_refused(audio_tree, tmp_path):
     with pytest.raises(ValueError, match="names a .opus file, but this command writes .flac, .wav files"):
         plan_jobs([a_wav], str(tmp_path / "a.opus"), AUDIO_SUFFIXES, ".wav", False, [".wav", ".flac"])
     with pytest.raises(ValueError, match="reads as a file name, but several inputs need an output directory"):
+        plan_jobs([a_wav, str(audio_tree / "b.flac")], str(tmp_path / "codes.dac"), AUDIO_SUFFIXES, ".dac")
+    with pytest.raises(
+        ValueError, match=re.escape(f"file name, but the input {audio_tree} is a directory, whose files need an output")
+    ):
         plan_jobs([str(audio_tree)], str(tmp_path / "codes.dac"), AUDIO_SUFFIXES, ".dac")
     with pytest.raises(ValueError, match="is an existing file; the output here must be a directory"):
         plan_jobs([str(audio_tree / "live")], str(audio_tree / "notes.txt"), AUDIO_SUFFIXES, ".dac")
@@ -169,6 +173,16 @@ def test_unloadable_model_is_a_clear_error(audio_tree, tmp_path, capsys):
     # A mistyped relative folder looks like a hub id: the error also says no such folder exists here.
     assert main(["encode", str(audio_tree), "-o", str(tmp_path / "out"), "--model", "no-such-model-dir"]) == 1
     assert "(there is no local directory no-such-model-dir either)" in capsys.readouterr().err
+
+
+def test_a_model_path_under_the_home_directory_is_expanded(audio_tree, tmp_path, model_dir, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home" / "models").mkdir(parents=True)
+    (tmp_path / "home" / "models" / "tiny").symlink_to(model_dir)
+    # `--model=~/...` as one word: the shell leaves the `~` to us.
+    arguments = ["encode", str(audio_tree / "a.wav"), "-o", str(tmp_path / "a.dac"), "--model=~/models/tiny"]
+    assert main(arguments + ["--no-progress"]) == 0
+    assert DacFile.load(tmp_path / "a.dac").metadata.model_name == "tiny"
 
 
 def test_every_model_command_defaults_to_the_reference_checkpoint(audio_tree, tmp_path, capsys):
@@ -358,6 +372,63 @@ def test_normalize_loudness_is_stored_and_restored(tmp_path, model_dir):
     assert main(["decode", str(tmp_path / "q.dac"), "-o", str(tmp_path / "q.flac"), *arguments]) == 0
     decoded, _ = soundfile.read(tmp_path / "q.flac", dtype="float32", always_2d=True)
     assert integrated_loudness(decoded.T, 16000) == pytest.approx(loudness, abs=0.1)
+
+
+def test_encode_warns_about_input_beyond_full_scale_unless_normalised(tmp_path, model_dir, capsys):
+    hot = write_audio(tmp_path / "hot.wav", 1, 8000, seed=6)
+    soundfile.write(tmp_path / "hot.wav", hot.T * np.float32(2.7 / np.abs(hot).max()), 16000, subtype="FLOAT")
+    arguments = ["encode", str(tmp_path / "hot.wav"), "-o", str(tmp_path / "hot.dac"), "--model", str(model_dir)]
+    assert main(arguments + ["--no-progress"]) == 0
+    assert capsys.readouterr().err.startswith(
+        f"dac encode: warning: Audio file {tmp_path / 'hot.wav'} peaks at 2.7 (+8.6 dBFS), beyond full scale"
+    )
+    assert main(arguments + ["--no-progress", "--overwrite", "--normalize-loudness"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_decode_warns_once_per_file_it_clips_and_float_wav_keeps_the_peaks(tmp_path, model_dir, capsys):
+    write_audio(tmp_path / "clip.wav", 2, 8000, seed=7)
+    arguments = ["--model", str(model_dir), "--no-progress"]
+    encode = ["encode", str(tmp_path / "clip.wav"), "-o", str(tmp_path / "q.dac"), "--normalize-loudness"]
+    assert main(encode + arguments) == 0
+    quiet = DacFile.load(tmp_path / "q.dac")
+    # A loud input (0 LUFS) normalised to -16 LUFS: restoring its loudness takes the audio past full scale.
+    DacFile(quiet.codes, dataclasses.replace(quiet.metadata, loudness=0.0)).save(tmp_path / "codes" / "loud.dac")
+    capsys.readouterr()
+    assert main(["decode", str(tmp_path / "codes"), "-o", str(tmp_path / "pcm")] + arguments) == 0
+    warnings = capsys.readouterr().err.splitlines()
+    assert len(warnings) == 1 and warnings[0].startswith(f"dac decode: warning: {tmp_path / 'pcm' / 'loud.wav'}: ")
+    assert re.search(r"[\d.]+% of the samples exceed full scale \(peak [\d.]+, \+[\d.]+ dBFS\)", warnings[0])
+    assert "dac decode --format wav --subtype FLOAT" in warnings[0]
+
+    float_wav = ["decode", str(tmp_path / "codes"), "-o", str(tmp_path / "float"), "--subtype", "float"]
+    assert main(float_wav + arguments) == 0
+    assert capsys.readouterr().err == ""
+    decoded, _ = soundfile.read(tmp_path / "float" / "loud.wav", dtype="float32")
+    assert soundfile.info(tmp_path / "float" / "loud.wav").subtype == "FLOAT" and np.abs(decoded).max() > 1
+
+    flac = ["decode", str(tmp_path / "codes"), "-o", str(tmp_path / "flac"), "--format", "flac", "--subtype", "FLOAT"]
+    assert main(flac + arguments) == 1  # before any work
+    assert "--subtype FLOAT cannot be written to FLAC files; they take PCM_S8, PCM_16, PCM_24." in (
+        capsys.readouterr().err
+    )
+    assert not (tmp_path / "flac").exists()
+
+
+def test_a_format_that_cannot_hold_the_audio_fails_before_decoding(tmp_path, model_dir, capsys, monkeypatch):
+    from modeling_dac import compression
+
+    config = DacConfig.from_pretrained("hub_configs/tiny")
+    codes = np.zeros((1, 4, 5), dtype=np.int64)
+    DacFile.from_codes(codes, config, sample_rate=96000, original_length=9600).save(tmp_path / "hi.dac")
+
+    def never(*args, **kwargs):
+        raise AssertionError("decoded before the output could be opened")
+
+    monkeypatch.setattr(compression, "iter_decode_long", never)
+    assert main(["decode", str(tmp_path / "hi.dac"), "-o", str(tmp_path / "hi.mp3"), "--model", str(model_dir)]) == 1
+    err = capsys.readouterr().err
+    assert "Cannot write audio file" in err and "MPEG-1/2/2.5 only supports sample rates" in err
 
 
 def test_decode_reports_files_the_model_cannot_decode(tmp_path, model_dir, capsys):

@@ -1,7 +1,9 @@
 """compress / decompress (arrays) and compress_file / decompress_file (block by block, bounded memory)."""
 
 import dataclasses
+import re
 import tracemalloc
+import warnings
 
 import numpy as np
 import pytest
@@ -99,6 +101,49 @@ def test_loudness_normalisation_keeps_the_peak_within_one_and_skips_silence():
     assert np.array_equal(dac_file.codes, whole_encode(model, scaled).numpy())
     silent = compress(model, np.zeros((1, 5000), np.float32), 44100, normalize_loudness=True)
     assert silent.metadata.loudness is None
+
+
+def test_input_beyond_full_scale_is_encoded_as_it_is_with_one_warning_unless_normalised(tmp_path):
+    model = random_model("24khz")
+    hot = music_like(1, 11 * 24000, 24000)  # 11 s: two blocks of compress_file
+    hot *= np.float32(2.7 / np.abs(hot).max())
+    with pytest.warns(UserWarning, match=r"^the audio peaks at 2\.7 \(\+8\.6 dBFS\), beyond full scale") as record:
+        dac_file = compress(model, hot, 24000)
+    assert len(record) == 1
+    assert np.array_equal(dac_file.codes, whole_encode(model, torch.from_numpy(hot)).numpy())  # numerics unchanged
+    soundfile.write(tmp_path / "hot.wav", hot.T, 24000, subtype="FLOAT")
+    with pytest.warns(UserWarning, match=re.escape(f"Audio file {tmp_path / 'hot.wav'} peaks at 2.7 ")) as record:
+        compress_file(model, tmp_path / "hot.wav", tmp_path / "hot.dac")
+    assert len(record) == 1 and "--normalize-loudness" in str(record[0].message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # normalisation keeps the peak within [-1, 1]: no warning
+        compress(model, hot, 24000, normalize_loudness=True)
+        compress_file(model, tmp_path / "hot.wav", tmp_path / "hot.dac", normalize_loudness=True)
+
+
+def test_restored_loudness_may_exceed_full_scale_and_clipping_it_on_writing_warns(tmp_path):
+    model = random_model("24khz")
+    quiet = compress(model, music_like(2, 24000, 24000) * 0.3, 24000, normalize_loudness=True)
+    # A loud input (0 LUFS) was normalised down to -16 LUFS; restoring its loudness has no peak limit.
+    loud = DacFile(quiet.codes, dataclasses.replace(quiet.metadata, loudness=0.0))
+    decoded = decompress(model, loud)
+    assert np.abs(decoded).max() > 1  # returned unclipped
+    output = tmp_path / "loud.wav"
+    with pytest.warns(UserWarning, match=re.escape(f"{output}: ")) as record:
+        decompress_file(model, loud, output)
+    assert len(record) == 1
+    message = str(record[0].message)
+    share, peak = re.search(r": ([\d.]+)% of the samples exceed full scale \(peak ([\d.]+), ", message).groups()
+    assert float(share) == pytest.approx(100 * np.mean(np.abs(decoded) > 1), rel=0.01)
+    assert float(peak) == pytest.approx(np.abs(decoded).max(), rel=0.01)
+    assert "were clipped to [-1, 1] in its PCM_16 samples" in message
+    assert np.abs(soundfile.read(output)[0]).max() <= 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # float samples and the lossy codecs keep the peaks: no warning
+        decompress_file(model, loud, tmp_path / "float.wav", subtype="FLOAT")
+        decompress_file(model, loud, tmp_path / "loud.ogg")
+    floats = soundfile.read(tmp_path / "float.wav", dtype="float32", always_2d=True)[0].T
+    assert np.abs(floats - decoded).max() < 1e-4
 
 
 @pytest.mark.parametrize(

@@ -262,6 +262,32 @@ def test_a_clip_that_cannot_be_tokenized_is_named(model, tmp_path):
             tokenize_dataset(dataset.cast_column("audio", datasets.Audio(decode=False)), model)
 
 
+def test_records_that_cannot_be_tokenized_can_be_skipped_and_listed(model, audio_dir, tmp_path):
+    (tmp_path / "broken.wav").write_text("not audio")
+    soundfile.write(tmp_path / "empty.wav", np.zeros(0, np.float32), RATE)
+    paths = [_paths(audio_dir)[0], str(tmp_path / "broken.wav"), _paths(audio_dir)[2], str(tmp_path / "empty.wav")]
+    source = datasets.Dataset.from_dict({"audio": paths, "text": ["a", "broken", "c", "empty"]})
+    source.cast_column("audio", datasets.Audio(decode=False)).save_to_disk(str(tmp_path / "source"))
+    source = datasets.load_from_disk(str(tmp_path / "source"))  # backed by files: its maps are cached
+    expected = [_expected_codes(model, paths[0]), _expected_codes(model, paths[2])]
+    skipped_names = ["broken.wav", "empty.wav"]  # save_to_disk embeds the files' bytes under their names
+    for _ in range(2):  # the second map comes from the cache file, and still reports the skipped records
+        skipped = []
+        with pytest.warns(UserWarning) as record:
+            tokenized = tokenize_dataset(source, model, skipped=skipped, cache_file_name=tmp_path / "codes.arrow")
+        assert [entry["name"] for entry in skipped] == skipped_names
+        assert "Format not recognised" in skipped[0]["reason"] and "holds no samples" in skipped[1]["reason"]
+        assert [str(warning.message).split(":")[0] for warning in record] == [f"skipped {n}" for n in skipped_names]
+        assert tokenized.column_names == ["text", "audio_codes", "n_frames"] and tokenized["text"] == ["a", "c"]
+        for codes, want in zip(tokenized["audio_codes"], expected):
+            np.testing.assert_array_equal(np.array(codes), want)
+    skipped = []
+    with pytest.warns(UserWarning, match="skipped"):
+        streamed = list(tokenize_dataset(source.to_iterable_dataset(), model, skipped=skipped, stereo="fold"))
+    assert [row["text"] for row in streamed] == ["a", "c"] and len(skipped) == 2
+    assert list(streamed[0]) == ["text", "audio_codes", "n_frames"]
+
+
 def test_int32_storage_above_int16_range():
     big = DacConfig(codebook_size=65536)
     small = DacConfig(codebook_size=32768)
@@ -359,6 +385,35 @@ def test_cli_on_a_folder_keeps_each_row_file_name(saved_model, audio_dir, tmp_pa
     np.testing.assert_array_equal(np.array(result[3]["audio_codes"]), _expected_codes(model, _paths(audio_dir)[3]))
 
 
+def test_cli_skips_unreadable_files_lists_them_and_fails_only_when_nothing_is_left(
+    saved_model, audio_dir, tmp_path, model, capsys
+):
+    folder = shutil.copytree(audio_dir, tmp_path / "clips")
+    (folder / "notaudio.wav").write_text("hello")
+    soundfile.write(folder / "silence_of_nothing.wav", np.zeros(0, np.float32), RATE)
+    assert cli_main(["tokenize", str(folder), str(tmp_path / "out"), "--model", str(saved_model)]) == 0
+    captured = capsys.readouterr()
+    assert f"dac tokenize: warning: skipped {folder / 'notaudio.wav'}: " in captured.err
+    assert f"skipped 2 record(s) that could not be read:\n  {folder / 'notaudio.wav'}: Cannot read audio file" in (
+        captured.err
+    )
+    assert f"\n  {folder / 'silence_of_nothing.wav'}: " in captured.err
+    assert "Tokenized 5 clip(s)" in captured.out and "; skipped 2 unreadable record(s), listed above" in captured.out
+    result = datasets.load_from_disk(str(tmp_path / "out"))
+    assert result["file_name"] == [os.path.basename(path) for path in _paths(audio_dir)]
+    np.testing.assert_array_equal(np.array(result[4]["audio_codes"]), _expected_codes(model, _paths(audio_dir)[4]))
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["clips", "out"]  # no scratch space left
+
+    (tmp_path / "bad").mkdir()
+    shutil.copy(folder / "notaudio.wav", tmp_path / "bad" / "notaudio.wav")
+    assert cli_main(["tokenize", str(tmp_path / "bad"), str(tmp_path / "nothing"), "--model", str(saved_model)]) == 1
+    err = capsys.readouterr().err
+    assert f"skipped 1 record(s) that could not be read:\n  {tmp_path / 'bad' / 'notaudio.wav'}: " in err
+    nothing = f"nothing in {tmp_path / 'bad'} could be tokenized; {tmp_path / 'nothing'} was not written."
+    assert err.endswith(f"dac tokenize: error: {nothing}\n")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["bad", "clips", "out"]
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -369,7 +424,9 @@ def test_accelerate_launch_two_processes_equals_one(saved_model, audio_dir, tmp_
     accelerate = [sys.executable, "-m", "accelerate.commands.launch"]
     options = ["--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no"]
     options += ["--dynamo_backend", "no", "--main_process_port", str(_free_port())]
-    command = ["-m", "modeling_dac.cli", "tokenize", str(audio_dir), str(tmp_path / "out"), "--model", str(saved_model)]
+    folder = shutil.copytree(audio_dir, tmp_path / "clips")
+    (folder / "zz_notaudio.wav").write_text("hello")  # sorted last: skipped by the second process
+    command = ["-m", "modeling_dac.cli", "tokenize", str(folder), str(tmp_path / "out"), "--model", str(saved_model)]
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     stale_shard = tmp_path / ".out.shards" / "00000-of-00002"  # left by an earlier run that failed: not reused
     stale_shard.mkdir(parents=True)
@@ -379,10 +436,11 @@ def test_accelerate_launch_two_processes_equals_one(saved_model, audio_dir, tmp_
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "with 2 process(es)" in completed.stdout
+    assert f"skipped 1 record(s) that could not be read:\n  {folder / 'zz_notaudio.wav'}: " in completed.stderr
     result = datasets.load_from_disk(str(tmp_path / "out"))
     for path, codes in zip(_paths(audio_dir), result["audio_codes"]):
         np.testing.assert_array_equal(np.array(codes), _expected_codes(model, path))
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["out"]  # shards merged and removed
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["clips", "out"]  # shards merged and removed
 
 
 def test_cli_refuses_more_processes_than_rows(saved_model, audio_dir, tmp_path, monkeypatch, capsys):

@@ -5,6 +5,7 @@ modules of this package, so adding a subcommand is adding a module. `run(args)` 
 """
 
 import argparse
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,7 @@ def load_model(model: str | None, show_progress: bool = True):
             "no model given: pass --model with a save_pretrained directory or hub id (for example one written "
             "by `dac convert`); an installed package has no default checkpoint."
         )
+    model = os.path.expanduser(model)  # `--model=~/dir` arrives unexpanded: shells expand `~` only at a word's start
     path = Path(model)
     is_hub_id_shaped = not path.is_absolute() and not model.startswith((".", "~")) and len(path.parts) <= 2
     if not is_hub_id_shaped and not path.is_dir():

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..audio import AUDIO_EXTENSIONS
+from ..audio import AUDIO_EXTENSIONS, soundfile_format
 from ..audio_datasets import files_under
 from . import Command, add_model_argument, load_model, resolve_device
 
@@ -52,7 +52,8 @@ def _check_output_directory(output_path: Path, sources: list[Path], file_output_
             f"output {output_path} names a {output_path.suffix} file, but this command writes "
             f"{', '.join(sorted(file_output_suffixes))} files; end the name with one of those, or give a directory."
         )
-    raise ValueError(f"output {output_path} reads as a file name, but several inputs need an output directory.")
+    inputs = f"the input {sources[0]} is a directory, whose files" if len(sources) == 1 else "several inputs"
+    raise ValueError(f"output {output_path} reads as a file name, but {inputs} need an output directory.")
 
 
 def plan_jobs(
@@ -208,6 +209,13 @@ def add_decode_arguments(parser: argparse.ArgumentParser) -> None:
         help="audio format of the outputs (default: wav, or the extension of a single output file)",
     )
     parser.add_argument(
+        "--subtype",
+        type=str.upper,
+        default=None,
+        help="sample format of the outputs, as soundfile names it: PCM_16, PCM_24, FLOAT, ... (default: the "
+        "format's, 16-bit PCM for wav and flac); FLOAT keeps samples beyond full scale, which PCM clips",
+    )
+    parser.add_argument(
         "--batch-size", type=int, default=1, help="windows of a long file decoded together (default: 1)"
     )
 
@@ -240,6 +248,17 @@ def run_encode(args: argparse.Namespace) -> int:
     return _run_jobs(jobs, encode, "encode", show_progress=not args.no_progress)
 
 
+def _check_subtype(subtype: str, output_formats: set[str]) -> None:
+    import soundfile
+
+    for output_format in sorted(output_formats):
+        if not soundfile.check_format(output_format, subtype):
+            raise ValueError(
+                f"--subtype {subtype} cannot be written to {output_format} files; they take "
+                f"{', '.join(soundfile.available_subtypes(output_format))}."
+            )
+
+
 def run_decode(args: argparse.Namespace) -> int:
     _check_batch_size(args.batch_size)
     output_suffix = f".{args.format or DECODED_FORMATS[0]}"
@@ -247,12 +266,19 @@ def run_decode(args: argparse.Namespace) -> int:
     jobs = plan_jobs(args.inputs, args.output, [DAC_SUFFIX], output_suffix, args.overwrite, audio_suffixes)
     if args.format and any(job.target.suffix.lower() != output_suffix for job in jobs):
         raise ValueError(f"--format {args.format} contradicts the output file name {args.output}.")
+    if args.subtype is not None:
+        _check_subtype(args.subtype, {soundfile_format(job.target) for job in jobs})
     model = _load_model(args)
     from ..compression import decompress_file
 
     def decode(job: Job) -> None:
         decompress_file(
-            model, job.source, job.target, batch_size=args.batch_size, show_progress=not args.no_progress
+            model,
+            job.source,
+            job.target,
+            batch_size=args.batch_size,
+            show_progress=not args.no_progress,
+            subtype=args.subtype,
         )
 
     return _run_jobs(jobs, decode, "decode", show_progress=not args.no_progress)

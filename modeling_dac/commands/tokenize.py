@@ -2,11 +2,14 @@
 
 Run it under `accelerate launch` to use several processes or GPUs: each process takes its shard with
 `datasets.distributed.split_dataset_by_node`, encodes it on its own device and saves it; the main process then
-concatenates the shards in rank order into the output directory (docs/tokenize.md).
+concatenates the shards in rank order into the output directory (docs/tokenize.md). A record that cannot be read
+is left out with a warning and listed at the end, as `dac encode` and `dac eval` carry on past bad files; the
+exit status is 1 only when every record was left out.
 """
 
 import argparse
 import shutil
+import sys
 from pathlib import Path
 
 from . import Command, add_model_argument, load_model
@@ -46,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from accelerate import PartialState
-    from accelerate.utils import parse_flag_from_env
+    from accelerate.utils import gather_object, parse_flag_from_env
     from datasets import Dataset
     from datasets.distributed import split_dataset_by_node
 
@@ -86,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
                 f"process needs at least one{advice}"
             )
         dataset = split_dataset_by_node(dataset, rank=state.process_index, world_size=state.num_processes)
-    cache_file_name = None
+    cache_file_name, skipped = None, []
     if isinstance(dataset, Dataset):
         (work_dir / "cache").mkdir(parents=True, exist_ok=True)
         cache_file_name = work_dir / "cache" / f"codes-{state.process_index:05d}.arrow"
@@ -99,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         keep_audio=args.keep_audio,
         device=state.device,
         cache_file_name=cache_file_name,
+        skipped=skipped,
     )
 
     if state.num_processes == 1:
@@ -109,18 +113,26 @@ def run(args: argparse.Namespace) -> int:
         state.wait_for_everyone()
         result = merge_tokenized_shards(shard_dirs, output_dir) if state.is_main_process else None
         state.wait_for_everyone()
-    if state.is_main_process:
-        shutil.rmtree(work_dir, ignore_errors=True)
+    skipped = gather_object(skipped)  # every process's, in rank order (a streaming shard is read while saved)
+    if not state.is_main_process:
+        return 0
+    shutil.rmtree(work_dir, ignore_errors=True)
 
-    if state.is_main_process:
-        seconds = sum(result["n_frames"]) / model.config.frame_rate
-        print(
-            f"Tokenized {len(result)} clip(s) ({seconds:.1f} s = {seconds / 3600:.3f} h of audio) with "
-            f"{state.num_processes} process(es) -> {output_dir}: columns {result.column_names}"
-        )
-        if args.push_to_hub:
-            result.push_to_hub(args.push_to_hub, private=args.private or None)
-            print(f"Pushed to https://huggingface.co/datasets/{args.push_to_hub}")
+    if skipped:
+        print(f"dac tokenize: skipped {len(skipped)} record(s) that could not be read:", file=sys.stderr)
+        print("\n".join(f"  {record['name']}: {record['reason']}" for record in skipped), file=sys.stderr)
+        if not len(result):
+            shutil.rmtree(output_dir)  # an empty dataset, which would only block the next run
+            raise ValueError(f"nothing in {args.source} could be tokenized; {output_dir} was not written.")
+    seconds = sum(result["n_frames"]) / model.config.frame_rate
+    print(
+        f"Tokenized {len(result)} clip(s) ({seconds:.1f} s = {seconds / 3600:.3f} h of audio) with "
+        f"{state.num_processes} process(es) -> {output_dir}: columns {result.column_names}"
+        + (f"; skipped {len(skipped)} unreadable record(s), listed above" if skipped else "")
+    )
+    if args.push_to_hub:
+        result.push_to_hub(args.push_to_hub, private=args.private or None)
+        print(f"Pushed to https://huggingface.co/datasets/{args.push_to_hub}")
     return 0
 
 
