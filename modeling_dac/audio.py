@@ -4,7 +4,9 @@ Files are read and written with soundfile (wav, flac, ogg, mp3 where libsndfile 
 with soxr and measured with pyloudnorm (ITU-R BS.1770, as the official DAC does).
 """
 
+import math
 import os
+import warnings
 from pathlib import Path
 from typing import BinaryIO
 
@@ -24,6 +26,7 @@ __all__ = [
     "save_audio",
     "soundfile_format",
     "to_float_audio",
+    "warn_if_clipped",
 ]
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
@@ -96,15 +99,41 @@ def soundfile_format(path: Path) -> str:
     return name
 
 
-def save_audio(path: str | os.PathLike, audio: np.ndarray, sampling_rate: int) -> None:
-    """Write `(channels, samples)` or `(samples,)` float audio atomically; the format follows the extension."""
+# Sample formats that store values beyond full scale and read them back as such: float PCM and the lossy codecs
+# (checked with libsndfile 1.2.2). Every other subtype is integer PCM, or a codec of it, and clips them.
+_UNCLIPPED_SUBTYPES = frozenset({"FLOAT", "DOUBLE", "VORBIS", "OPUS", "MPEG_LAYER_III"})
+
+
+def warn_if_clipped(path: str | os.PathLike, clipped: int, total: int, peak: float, subtype: str) -> None:
+    """One warning that `clipped` of the `total` samples written to `path` lay beyond [-1, 1] and that `subtype`
+    clipped them (nothing when it is a subtype that keeps them)."""
+    if clipped and subtype not in _UNCLIPPED_SUBTYPES:
+        warnings.warn(
+            f"{path}: {100 * clipped / total:.3g}% of the samples exceed full scale (peak {peak:.3g}, "
+            f"{20 * math.log10(peak):+.1f} dBFS) and were clipped to [-1, 1] in its {subtype} samples; a float "
+            'WAV keeps them (subtype="FLOAT"; dac decode --format wav --subtype FLOAT).',
+            stacklevel=3,
+        )
+
+
+def save_audio(path: str | os.PathLike, audio: np.ndarray, sampling_rate: int, subtype: str | None = None) -> None:
+    """
+    Write `(channels, samples)` or `(samples,)` float audio atomically; the format follows the extension, and
+    `subtype` is soundfile's (`None`: the format's default, 16-bit PCM for wav). Samples beyond [-1, 1] are
+    clipped by integer subtypes, with a warning (`warn_if_clipped`).
+    """
     import soundfile
 
     path = Path(path)
     audio = np.asarray(audio, dtype=np.float32)
     frames = audio[:, None] if audio.ndim == 1 else audio.T
+    output_format = soundfile_format(path)
+    subtype = subtype or soundfile.default_subtype(output_format)
     with atomic_write_path(path) as temporary:
-        soundfile.write(temporary, frames, sampling_rate, format=soundfile_format(path))
+        soundfile.write(temporary, frames, sampling_rate, subtype=subtype, format=output_format)
+    magnitude = np.abs(audio)
+    clipped, peak = int(np.count_nonzero(magnitude > 1.0)), float(magnitude.max(initial=0.0))
+    warn_if_clipped(path, clipped, audio.size, peak, subtype)
 
 
 def integrated_loudness(audio: np.ndarray, sampling_rate: int) -> float:

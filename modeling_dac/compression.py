@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .atomic import atomic_write_path
-from .audio import LoudnessMeter, loudness_gain, resample, soundfile_format, to_float_audio
+from .audio import LoudnessMeter, loudness_gain, resample, soundfile_format, to_float_audio, warn_if_clipped
 from .dac_file import DacFile, DacFileMetadata
 from .modeling_dac import parameter_dtype
 from .streaming import DacStreamingEncoder
@@ -34,10 +34,6 @@ TARGET_LOUDNESS = -16.0
 """LUFS the input is normalised to when `normalize_loudness=True` (as the official DAC does)."""
 
 _BLOCK_SECONDS = 10.0  # audio read or written per step by the file functions
-
-# Sample formats that store values beyond full scale and read them back as such: float PCM and the lossy codecs
-# (checked with libsndfile 1.2.2). Every other subtype is integer PCM, or a codec of it, and clips them.
-_UNCLIPPED_SUBTYPES = frozenset({"FLOAT", "DOUBLE", "VORBIS", "OPUS", "MPEG_LAYER_III"})
 
 
 def _loudness(audio: np.ndarray, sampling_rate: int) -> float:
@@ -446,14 +442,7 @@ def decompress_file(
                 magnitude = np.abs(block)
                 clipped += int(np.count_nonzero(magnitude > 1.0))
                 peak = max(peak, float(magnitude.max(initial=0.0)))
-    if clipped and sink.subtype not in _UNCLIPPED_SUBTYPES:
-        share = 100 * clipped / (metadata.original_length * metadata.channels)
-        warnings.warn(
-            f"{output_path}: {share:.3g}% of the samples exceed full scale (peak {peak:.3g}, "
-            f"{20 * math.log10(peak):+.1f} dBFS) and were clipped to [-1, 1] in its {sink.subtype} samples; a float "
-            'WAV keeps them (subtype="FLOAT"; dac decode --format wav --subtype FLOAT).',
-            stacklevel=2,
-        )
+    warn_if_clipped(output_path, clipped, metadata.original_length * metadata.channels, peak, sink.subtype)
     return output_path
 
 

@@ -31,6 +31,22 @@ def test_save_and_load_round_trip_keeps_channels(tmp_path, suffix):
     assert [entry.name for entry in tmp_path.iterdir()] == [path.name]
 
 
+def test_save_warns_when_integer_samples_clip_and_float_keeps_them(tmp_path, recwarn):
+    hot = np.array([[0.5, 1.5, -2.0, 0.25], [0.0, 0.1, 0.2, 0.3]], dtype=np.float32)  # 2 of 8 samples beyond 1
+    with pytest.warns(UserWarning) as record:
+        audio.save_audio(tmp_path / "hot.wav", hot, 8000)
+    assert len(record) == 1
+    assert str(record[0].message).startswith(
+        f"{tmp_path / 'hot.wav'}: 25% of the samples exceed full scale (peak 2, +6.0 dBFS) and were clipped to "
+        "[-1, 1] in its PCM_16 samples"
+    )
+    assert np.abs(audio.load_audio(tmp_path / "hot.wav")[0]).max() <= 1
+    audio.save_audio(tmp_path / "hot_float.wav", hot, 8000, subtype="FLOAT")
+    audio.save_audio(tmp_path / "quiet.wav", hot.clip(-1, 1), 8000)
+    assert not recwarn.list
+    np.testing.assert_array_equal(audio.load_audio(tmp_path / "hot_float.wav")[0], hot)
+
+
 def test_failed_save_keeps_the_old_file_and_leaves_nothing(tmp_path, monkeypatch):
     path = tmp_path / "clip.wav"
     audio.save_audio(path, np.zeros(100, dtype=np.float32), 8000)
