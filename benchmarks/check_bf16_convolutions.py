@@ -85,14 +85,14 @@ def check_model(model: DacModel, device: torch.device | str = "cpu", frames: int
         for name, layer in distinct_convolutions(model).items():
             hidden_states = torch.randn(1, layer.in_channels, frames, generator=generator).to(device, torch.bfloat16)
             weight, bias = layer.weight.to(device, torch.bfloat16), layer.bias.to(device, torch.bfloat16)
+            shape = (
+                f"{type(layer).__name__}({layer.in_channels}, {layer.out_channels}, kernel {layer.kernel_size[0]}, "
+                f"stride {layer.stride[0]}, dilation {layer.dilation[0]})"
+            )
             for layout in LAYOUTS:
                 output = convolve(layer, hidden_states, weight, bias, layout).float()
                 reference = convolve(layer, hidden_states.float(), weight.float(), bias.float(), layout)
                 error = ((output - reference).abs().mean() / reference.abs().mean()).item()
-                shape = (
-                    f"{type(layer).__name__}({layer.in_channels}, {layer.out_channels}, kernel {layer.kernel_size[0]}, "
-                    f"stride {layer.stride[0]}, dilation {layer.dilation[0]})"
-                )
                 checks.append(ConvolutionCheck(name, shape, layout, error))
     return checks
 

@@ -19,6 +19,7 @@ from docs_examples import REPO, run_markdown_examples
 from modeling_dac import DacConfig, DacModel
 from modeling_dac import modeling_dac
 from modeling_dac.modeling_dac import DacOutput, DacResidualUnit, DacSnake1d
+from modeling_dac.windowing import convolution_layers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import bench_fft_convolution  # noqa: E402
@@ -390,8 +391,9 @@ def test_gpu_peak_is_measured_in_the_precision_of_the_fp32_convolutions(convolut
 def test_bf16_convolution_check_covers_every_shape_and_flags_a_wrong_layout(monkeypatch, tmp_path, capsys):
     model = small_model(seed=3, **BF16_SAFE_WIDTH)
     checks = check_bf16_convolutions.check_model(model)
-    convolutions = [layer for layer in model.modules() if isinstance(layer, (torch.nn.Conv1d, torch.nn.ConvTranspose1d))]
-    shapes = {(type(c), c.in_channels, c.out_channels, c.kernel_size, c.stride, c.dilation) for c in convolutions}
+    shapes = {
+        (type(c), c.in_channels, c.out_channels, c.kernel_size, c.stride, c.dilation) for c in convolution_layers(model)
+    }
     assert len(checks) == 2 * len(shapes) == 2 * len({check.shape for check in checks})
     assert sorted(check.relative_error for check in checks)[len(checks) // 2] < 0.01  # only the output's rounding
 
